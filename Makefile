@@ -1,0 +1,34 @@
+# advlab — `make demo` runs the main job, `make test` the tests; both set everything up first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Use the shared MNIST copy beside the checkout when there is one (offline machines, CI).
+ifneq ($(wildcard ../shared/datasets/MNIST/raw),)
+export ADVLAB_DATA_DIR ?= $(abspath ../shared/datasets)
+endif
+
+.PHONY: install demo test test-all paper clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+demo: install
+	$(BIN)/advlab experiment=demo
+
+test: install
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: install
+	$(BIN)/python -m pytest
+
+# The full-size paper experiments (long on a CPU).
+paper: install
+	$(BIN)/advlab experiment=paper_mnist_fgsm
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,10 @@
+"""Attacks in plain PyTorch: ``x_adv = attack(model, x, y)`` on [0, 1] images.
+
+Each attack has a config-built class and a functional form. None of them mutates its input,
+leaves gradients on the model's parameters, or changes the model's train/eval mode.
+"""
+
+from advlab.attacks.base import Attack
+from advlab.attacks.fgsm import FGSM, fgsm
+
+__all__ = ["Attack", "FGSM", "fgsm"]

@@ -1,0 +1,58 @@
+"""Fast Gradient Sign Method (Goodfellow et al., 2015).
+
+``x_adv = x + eps · sign(∇x loss)``, then clamped to [0, 1] unless ``clamp=False``. The gradient
+does not depend on eps, so a list of budgets costs one forward and one backward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from advlab.attacks.base import Attack, input_gradient, pixel_budget, zero_gradient_mask
+
+
+class FGSM(Attack):
+    """Config-built FGSM: ``FGSM(eps=[0, 0.1, 0.3])(model, x, y)``.
+
+    Args:
+        eps: budget or list of budgets (L∞).
+        eps_unit: ``pixel`` ([0, 1] images) or ``normalized`` (the paper's ImageNet convention:
+            eps applies to the normalized image, i.e. eps·std per channel in pixels).
+        clamp: clip the result to [0, 1] (the ImageNet reference does not).
+        targeted: ``y`` holds target classes and the step descends their loss.
+        loss: ``ce`` or ``margin`` (see :mod:`advlab.attacks.losses`).
+        temperature: take the loss on ``logits / temperature``.
+    """
+
+    name = "fgsm"
+
+    def sweep(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[tuple[float, torch.Tensor]]:
+        grad, _ = input_gradient(model, x, y, self.loss, self.temperature, self.targeted)
+        self.last_zero_grad = zero_gradient_mask(grad)
+        direction = grad.sign()
+        x = x.detach()
+        for eps in self.eps_values:
+            x_adv = x + pixel_budget(model, eps, self.eps_unit, x) * direction
+            yield eps, (x_adv.clamp(0.0, 1.0) if self.clamp else x_adv)
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+        return FGSM(eps, self.eps_unit, self.clamp, self.targeted, self.loss, self.temperature)(model, x, y)
+
+
+def fgsm(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float | Sequence[float],
+    *,
+    eps_unit: str = "pixel",
+    clamp: bool = True,
+    targeted: bool = False,
+    loss: str = "ce",
+    temperature: float = 1.0,
+) -> torch.Tensor | list[torch.Tensor]:
+    """Functional FGSM: a tensor for one eps, a list of tensors (one gradient) for a list."""
+    return FGSM(eps, eps_unit, clamp, targeted, loss, temperature)(model, x, y)

@@ -1,0 +1,55 @@
+"""Losses an attack climbs, computed per sample on ``logits / temperature``.
+
+``ce``      cross-entropy (the paper's NLL on log-softmax); saturates when the softmax does.
+``margin``  the Carlini–Wagner logit margin ``max_{j≠y} z_j − z_y``; it never saturates, so it
+            sees through the vanishing softmax gradients of a defensively distilled network.
+
+``temperature`` divides the logits first (Carlini & Wagner attack a distilled network on
+``logits / T``). Targeted mode returns the loss whose ascent moves towards the target class.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from advlab.errors import AdvlabError
+
+LOSSES = ("ce", "margin")
+
+
+def check_loss(name: str) -> str:
+    if name not in LOSSES:
+        raise AdvlabError(f"unknown attack loss {name!r}: use one of {', '.join(LOSSES)}")
+    return name
+
+
+def check_temperature(temperature: float) -> float:
+    if not temperature > 0:
+        raise AdvlabError(f"temperature must be > 0, got {temperature}: use 1 for the plain logits")
+    return float(temperature)
+
+
+def logit_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``z_y − max_{j≠y} z_j`` per sample: positive when ``labels`` is the top-1 class."""
+    true_logit = logits.gather(1, labels[:, None]).squeeze(1)
+    others = logits.scatter(1, labels[:, None], float("-inf"))
+    return true_logit - others.amax(dim=1)
+
+
+def attack_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    loss: str = "ce",
+    temperature: float = 1.0,
+    targeted: bool = False,
+) -> torch.Tensor:
+    """Per-sample objective to *maximize*: away from ``labels``, or towards them if targeted."""
+    z = logits.float() / temperature
+    if loss == "ce":
+        value = F.cross_entropy(z, labels, reduction="none")
+    elif loss == "margin":
+        value = -logit_margin(z, labels)
+    else:
+        check_loss(loss)
+    return -value if targeted else value

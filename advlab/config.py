@@ -1,0 +1,54 @@
+"""Config helpers: the project-root resolver, the conf folder, and instantiate() that keeps
+advlab's one-line errors (Hydra would wrap them in a multi-line InstantiationException)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from advlab.errors import AdvlabError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONF_DIR = PACKAGE_DIR.parent / "conf"
+
+
+def project_root() -> str:
+    """``$ADVLAB_ROOT``, else the source checkout holding ``conf/``, else the working folder."""
+    if os.environ.get("ADVLAB_ROOT"):
+        return os.environ["ADVLAB_ROOT"]
+    if CONF_DIR.is_dir() and (PACKAGE_DIR.parent / "pyproject.toml").is_file():
+        return str(PACKAGE_DIR.parent)
+    return os.getcwd()
+
+
+if not OmegaConf.has_resolver("advlab_root"):
+    OmegaConf.register_new_resolver("advlab_root", project_root)
+
+
+def instantiate(node: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` that re-raises an :class:`AdvlabError` from inside the target
+    as itself, so the user sees its one line."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as hydra_instantiate
+
+    try:
+        return hydra_instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, AdvlabError):
+                raise cause from None
+            cause = cause.__cause__ or cause.__context__
+        raise AdvlabError(_first_line(exc)) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:400]
+
+
+def to_dict(node: DictConfig | Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node

@@ -1,0 +1,2 @@
+"""Lightning modules: they orchestrate training and attack evaluation; the attacks and
+defenses themselves are plain PyTorch."""

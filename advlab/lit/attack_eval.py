@@ -1,0 +1,169 @@
+"""Lightning module that measures a classifier clean and under attacks, per eps.
+
+Attacks need input gradients: the Trainer must be built with ``inference_mode=False`` (Lightning
+then evaluates under ``torch.no_grad()``, and every attack re-enables gradients for itself).
+Metrics are torchmetrics (micro-averaged top-k accuracy), so they are summed across processes
+under DDP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.aggregation import MaxMetric, SumMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from advlab.attacks.base import Attack
+from advlab.errors import AdvlabError
+
+
+def _accuracy_metrics(num_classes: int) -> MetricCollection:
+    metrics = {"top1": MulticlassAccuracy(num_classes=num_classes, top_k=1, average="micro")}
+    if num_classes >= 5:
+        metrics["top5"] = MulticlassAccuracy(num_classes=num_classes, top_k=5, average="micro")
+    return MetricCollection(metrics)
+
+
+class _Tally(nn.Module):
+    """Everything measured for one (attack, eps) cell or for the clean images."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.accuracy = _accuracy_metrics(num_classes)
+        self.count = SumMetric()
+        self.zero_grad_count = SumMetric()
+        self.targeted_hits = SumMetric()
+        self.max_linf = MaxMetric()
+        self.updated: set[str] = set()  # which optional tallies were fed, so compute() skips the rest
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.accuracy.update(logits, labels)
+        self.count.update(torch.tensor(float(len(labels)), device=logits.device))
+
+    def compute(self) -> dict[str, float]:
+        values = {name: float(v) for name, v in self.accuracy.compute().items()}
+        n = int(round(float(self.count.compute())))
+        row: dict[str, Any] = {"n": n, "correct": int(round(values["top1"] * n))}
+        for k in ("top1", "top5"):
+            if k in values:
+                row[f"{k}_acc"] = values[k]
+                row[f"{k}_err"] = 1.0 - values[k]
+        return row
+
+
+class AttackEvaluation(L.LightningModule):
+    """Clean and adversarial top-1/top-5 accuracy of ``model`` for every attack and eps.
+
+    After ``trainer.test`` the numbers are in :attr:`results`, and :attr:`examples` holds the
+    first ``example_count`` test images with their predictions at each eps (the paper's Fig. 9).
+
+    Targeted attacks get target labels from ``target``: a class index, or ``"random"`` (a
+    seeded random class other than the true one). Their ``target_rate`` is the share of
+    images classified as the target.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        attacks: Mapping[str, Attack],
+        num_classes: int,
+        example_count: int = 6,
+        target: int | str = "random",
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.model = model
+        self.attacks = dict(attacks)
+        self.num_classes = int(num_classes)
+        self.example_count = int(example_count)
+        self.target = target
+        self.seed = int(seed)
+        self.clean = _Tally(self.num_classes)
+        self.cells = nn.ModuleDict(
+            {
+                self._key(name, i): _Tally(self.num_classes)
+                for name, attack in self.attacks.items()
+                for i, _ in enumerate(attack.eps_values)
+            }
+        )
+        self.results: dict[str, Any] = {}
+        self.examples: dict[str, Any] = {}
+
+    @staticmethod
+    def _key(name: str, index: int) -> str:
+        return f"{name}__{index}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _targets(self, labels: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        if isinstance(self.target, int) or (isinstance(self.target, str) and self.target.isdigit()):
+            index = int(self.target)
+            if not 0 <= index < self.num_classes:
+                raise AdvlabError(f"target class {index} is out of range: use 0 … {self.num_classes - 1}")
+            return torch.full_like(labels, index)
+        if self.target != "random":
+            raise AdvlabError(f"unknown target {self.target!r}: use a class index or 'random'")
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + batch_idx)
+        shift = torch.randint(1, self.num_classes, labels.shape, generator=generator).to(labels.device)
+        return (labels + shift) % self.num_classes
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        x, labels = batch
+        logits = self.model(x)
+        self.clean.update(logits, labels)
+        keep = batch_idx == 0 and self.global_rank == 0 and self.example_count > 0
+        if keep:
+            k = min(self.example_count, len(x))
+            self.examples = {
+                "images": x[:k].detach().cpu(),
+                "labels": labels[:k].cpu(),
+                "clean_pred": logits[:k].argmax(1).cpu(),
+                "clean_conf": logits[:k].float().softmax(1).amax(1).cpu(),
+                "attacks": {},
+            }
+        for name, attack in self.attacks.items():
+            goal = self._targets(labels, batch_idx) if attack.targeted else labels
+            for index, (eps, x_adv) in enumerate(attack.sweep(self.model, x, goal)):
+                cell = self.cells[self._key(name, index)]
+                adv_logits = self.model(x_adv)
+                cell.update(adv_logits, labels)
+                cell.max_linf.update((x_adv - x).abs().amax())
+                if attack.last_zero_grad is not None:
+                    cell.zero_grad_count.update(attack.last_zero_grad.float().sum())
+                    cell.updated.add("zero_grad")
+                if attack.targeted:
+                    cell.targeted_hits.update((adv_logits.argmax(1) == goal).float().sum())
+                    cell.updated.add("targeted_hits")
+                if keep:
+                    k = len(self.examples["labels"])
+                    self.examples["attacks"].setdefault(name, []).append(
+                        {
+                            "eps": eps,
+                            "images": x_adv[:k].detach().cpu(),
+                            "pred": adv_logits[:k].argmax(1).cpu(),
+                            "conf": adv_logits[:k].float().softmax(1).amax(1).cpu(),
+                        }
+                    )
+
+    def on_test_epoch_end(self) -> None:
+        results: dict[str, Any] = {"clean": self.clean.compute(), "attacks": {}}
+        for name, attack in self.attacks.items():
+            rows = []
+            for index, eps in enumerate(attack.eps_values):
+                cell = self.cells[self._key(name, index)]
+                row = {"eps": eps, **cell.compute(), "max_linf": float(cell.max_linf.compute())}
+                n = row["n"] or 1
+                row["zero_grad_share"] = (
+                    float(cell.zero_grad_count.compute()) / n if "zero_grad" in cell.updated else None
+                )
+                if "targeted_hits" in cell.updated:
+                    row["target_rate"] = float(cell.targeted_hits.compute()) / n
+                rows.append(row)
+            results["attacks"][name] = {"settings": attack.settings(), "rows": rows}
+        self.results = results

@@ -1,0 +1,114 @@
+"""Figures of a run, drawn with matplotlib's object API (no pyplot state, no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from advlab.io import save_figure
+
+
+def plot_loss_curves(history: Sequence[Mapping[str, Any]], path: str | Path, title: str = "Training") -> Path:
+    """Training and validation loss per epoch (the paper's Figs 7 and 10)."""
+    figure = Figure(figsize=(5.5, 3.8), layout="constrained")
+    axes = figure.add_subplot()
+    epochs = [row["epoch"] for row in history]
+    for key, label in (("train_loss", "training loss"), ("val_loss", "validation loss")):
+        values = [row.get(key) for row in history]
+        if any(v is not None for v in values):
+            axes.plot(epochs, [float("nan") if v is None else v for v in values], marker="o", label=label)
+    axes.set(xlabel="epoch", ylabel="loss", title=title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return save_figure(path, figure, dpi=120)
+
+
+def plot_accuracy_vs_eps(rows: Sequence[Mapping[str, Any]], path: str | Path, metric: str = "top1_acc") -> Path:
+    """Accuracy against eps, one line per (model, attack) (the paper's Figs 8 and 11)."""
+    figure = Figure(figsize=(5.5, 3.8), layout="constrained")
+    axes = figure.add_subplot()
+    series: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    units = set()
+    for row in rows:
+        if row.get("attack") in (None, "none") or row.get("eps") is None or row.get(metric) is None:
+            continue
+        series.setdefault((row["model"], row["attack"]), []).append((float(row["eps"]), float(row[metric])))
+        units.add(row.get("eps_unit") or "pixel")
+    for (model, attack), points in series.items():
+        points.sort()
+        label = attack if len({m for m, _ in series}) == 1 else f"{model} · {attack}"
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    axes.set(xlabel=f"eps ({'/'.join(sorted(units)) or 'pixel'} units)", ylabel=metric.replace("_", " "), ylim=(-0.02, 1.02))
+    axes.grid(alpha=0.3)
+    if series:
+        axes.legend()
+    return save_figure(path, figure, dpi=120)
+
+
+def plot_examples(examples: Mapping[str, Any], class_names: Sequence[str], path: str | Path, attack: str | None = None) -> Path:
+    """A grid of example images: rows = eps, columns = images, titled true → predicted
+    (the paper's Fig. 9)."""
+    names = list(examples.get("attacks", {}))
+    attack = attack or (names[0] if names else None)
+    steps = examples["attacks"].get(attack, []) if attack else []
+    images = examples["images"]
+    n_cols = len(images)
+    rows = [("clean", images, examples["clean_pred"], examples["clean_conf"])] + [
+        (f"eps {step['eps']:g}", step["images"], step["pred"], step["conf"]) for step in steps
+    ]
+    figure = Figure(figsize=(1.6 * n_cols, 1.8 * len(rows)), layout="constrained")
+    grid = figure.subplots(len(rows), n_cols, squeeze=False)
+
+    def name(index: int) -> str:
+        return class_names[index] if 0 <= index < len(class_names) else str(index)
+
+    for r, (label, batch, pred, conf) in enumerate(rows):
+        for c in range(n_cols):
+            axes = grid[r][c]
+            picture = batch[c].detach().float().clamp(0, 1).permute(1, 2, 0).numpy()
+            axes.imshow(picture.squeeze(-1) if picture.shape[-1] == 1 else picture, cmap="gray", vmin=0, vmax=1)
+            true = int(examples["labels"][c])
+            guess = int(pred[c])
+            axes.set_title(f"{name(true)} → {name(guess)}\n{float(conf[c]):.2f}", fontsize=8, color="black" if guess == true else "red")
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if c == 0:
+                axes.set_ylabel(label, fontsize=9)
+    figure.suptitle(f"{attack or 'clean'}: true → predicted (confidence)", fontsize=10)
+    return save_figure(path, figure, dpi=110)
+
+
+def plot_top5(
+    panels: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    title: str | None = None,
+) -> Path:
+    """Images with their top-5 classes as horizontal confidence bars (the paper's Figs 1–2, 4–6).
+
+    Each panel is ``{"image": C×H×W tensor in [0, 1], "title": str, "names": [5 class names],
+    "confidences": [5 floats], "highlight": class name to colour (true or target class)}``;
+    one row per panel, image on the left, bars on the right.
+    """
+    figure = Figure(figsize=(7.5, 2.3 * max(1, len(panels))), layout="constrained")
+    grid = figure.subplots(max(1, len(panels)), 2, squeeze=False, width_ratios=[1, 1.6])
+    for row, panel in enumerate(panels):
+        image_axes, bar_axes = grid[row]
+        picture = panel["image"].detach().float().clamp(0, 1).permute(1, 2, 0).numpy()
+        image_axes.imshow(picture.squeeze(-1) if picture.shape[-1] == 1 else picture, cmap="gray", vmin=0, vmax=1)
+        image_axes.set_axis_off()
+        image_axes.set_title(panel.get("title", ""), fontsize=9)
+        names = list(panel["names"])[::-1]
+        confidences = [float(c) for c in panel["confidences"]][::-1]
+        colours = ["tab:red" if n == panel.get("highlight") else "tab:blue" for n in names]
+        bar_axes.barh(range(len(names)), confidences, color=colours)
+        bar_axes.set_yticks(range(len(names)), [n[:28] for n in names], fontsize=8)
+        bar_axes.set_xlim(0, 1)
+        bar_axes.set_xlabel("confidence", fontsize=8)
+        for y, value in enumerate(confidences):
+            bar_axes.text(min(value + 0.02, 0.85), y, f"{value:.4f}", va="center", fontsize=7)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return save_figure(path, figure, dpi=110)

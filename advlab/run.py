@@ -1,0 +1,117 @@
+"""``run(cfg)``: one advlab job from a composed config, callable from tests and notebooks.
+
+Order of work: check the attacks (a bad eps fails before any training), build the data,
+prepare the models the defense asks for, evaluate them clean and under attack, then write
+``results.json``, ``results.csv``, ``results.md`` and the figures into ``paths.output_dir``.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+
+from advlab.config import instantiate
+from advlab.io import write_csv, write_json, write_text
+from advlab.pipeline.defended import prepare_models
+from advlab.pipeline.evaluate import build_attacks, evaluate_models
+from advlab.plots import plot_accuracy_vs_eps, plot_examples
+from advlab.tables import accuracy_table, result_rows
+
+log = logging.getLogger(__name__)
+
+
+def job_overrides() -> list[str]:
+    """The command-line overrides of this job (empty outside a Hydra run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
+    return f"CPU {platform.machine()} × {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    started = time.time()
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.get("seed", 0), workers=True, verbose=False)
+
+    attacks = build_attacks(cfg)
+    datamodule = instantiate(cfg.data)
+    models, training = prepare_models(cfg, datamodule)
+    evaluation, examples, is_global_zero = evaluate_models(cfg, models, attacks, datamodule)
+
+    results: dict[str, Any] = {
+        "status": "completed",
+        "task_name": cfg.get("task_name"),
+        "overrides": job_overrides(),
+        "machine": machine(),
+        "models": {
+            label: {
+                "architecture": cfg.model.get("name"),
+                "defense": cfg.defense.get("name"),
+                "training": training.get(label),
+                "evaluation": evaluation[label],
+            }
+            for label in models
+        },
+    }
+    if not is_global_zero:  # under DDP only rank 0 writes
+        return results
+    results["files"] = write_outputs(out_dir, results, examples, getattr(datamodule, "class_names", None))
+    results["elapsed_s"] = round(time.time() - started, 1)
+    write_json(out_dir / "results.json", results)
+    print(f"\n{accuracy_table(result_rows(results))}\n")
+    for name, path in results["files"].items():
+        print(f"{name}: {path}")
+    return results
+
+
+def write_outputs(out_dir: Path, results: dict[str, Any], examples: dict[str, Any], class_names: list[str] | None) -> dict[str, str]:
+    """Tables and figures beside ``results.json``; returns ``{what: path}``."""
+    rows = result_rows(results)
+    files = {
+        "results_csv": write_csv(out_dir / "results.csv", rows),
+        "results_md": write_text(out_dir / "results.md", accuracy_table(rows) + "\n"),
+    }
+    if any(r["attack"] != "none" for r in rows):
+        files["accuracy_plot"] = plot_accuracy_vs_eps(rows, out_dir / "accuracy_vs_eps.png")
+    for label, example in examples.items():
+        if example:
+            names = class_names or [str(i) for i in range(int(example["labels"].max()) + 1)]
+            files[f"examples_{label}"] = plot_examples(example, names, out_dir / f"examples_{label}.png")
+    for label, entry in results["models"].items():
+        training = entry.get("training") or {}
+        if training.get("loss_plot"):
+            files[f"loss_plot_{label}"] = training["loss_plot"]
+    files["results_json"] = out_dir / "results.json"
+    return {k: str(v) for k, v in files.items()}
+
+
+def write_failure(cfg: DictConfig, error: BaseException) -> Path | None:
+    """Record a failed job as ``results.json`` with ``status: failed`` so sweep reports list it."""
+    try:
+        out_dir = Path(cfg.paths.output_dir)
+    except Exception:  # the output folder itself may be what is misconfigured
+        return None
+    return write_json(
+        out_dir / "results.json",
+        {
+            "status": "failed",
+            "task_name": cfg.get("task_name"),
+            "overrides": job_overrides(),
+            "error": f"{type(error).__name__}: {error}",
+        },
+    )
