@@ -71,6 +71,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not is_global_zero:  # under DDP only rank 0 writes
         return results
     results["files"] = write_outputs(out_dir, results, examples, getattr(datamodule, "class_names", None))
+    results["files"].update(write_reports(cfg, models, results, datamodule))
     results["elapsed_s"] = round(time.time() - started, 1)
     write_json(out_dir / "results.json", results)
     print(f"\n{accuracy_table(result_rows(results))}\n")
@@ -98,6 +99,16 @@ def write_outputs(out_dir: Path, results: dict[str, Any], examples: dict[str, An
             files[f"loss_plot_{label}"] = training["loss_plot"]
     files["results_json"] = out_dir / "results.json"
     return {k: str(v) for k, v in files.items()}
+
+
+def write_reports(cfg: DictConfig, models: dict[str, Any], results: dict[str, Any], datamodule: Any) -> dict[str, str]:
+    """Run the extra reports chosen in ``cfg.reports``: each entry is a ``_partial_`` target
+    called as ``report(cfg=…, models=…, results=…, datamodule=…)`` that returns ``{what: path}``."""
+    files: dict[str, str] = {}
+    for node in (cfg.get("reports") or {}).values():
+        if node is not None:
+            files.update({k: str(v) for k, v in instantiate(node)(cfg=cfg, models=models, results=results, datamodule=datamodule).items()})
+    return files
 
 
 def write_failure(cfg: DictConfig, error: BaseException) -> Path | None:

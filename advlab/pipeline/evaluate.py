@@ -1,4 +1,12 @@
-"""Evaluate each prepared model clean and under every configured attack."""
+"""Evaluate each prepared model clean and under every configured attack.
+
+Per-batch attacks (subclasses of :class:`advlab.attacks.Attack`: FGSM, PGD, …) are measured
+together by one :class:`AttackEvaluation` pass per model. An attack that needs its own
+procedure (a patch must be trained first) names it in a class attribute ``evaluator``: the
+dotted path of ``fn(cfg, label, model, name, attack, datamodule) -> block``, where ``block``
+is ``{"settings": {...}, "rows": [{...}, ...]}`` like the per-batch attacks produce. The
+attack class stays plain PyTorch; the evaluator may use Lightning.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,8 @@ import lightning as L
 from omegaconf import DictConfig
 from torch import nn
 
+from hydra.utils import get_method as locate
+
 from advlab.attacks.base import Attack
 from advlab.config import instantiate
 from advlab.errors import AdvlabError
@@ -16,13 +26,13 @@ from advlab.lit.attack_eval import AttackEvaluation
 from advlab.pipeline.trainers import build_trainer
 
 
-def build_attacks(cfg: DictConfig) -> dict[str, Attack]:
+def build_attacks(cfg: DictConfig) -> dict[str, Any]:
     """``{name: attack}`` from ``cfg.attack`` (one entry per selected config, e.g. ``attack=[fgsm,pgd]``)."""
     attacks = {}
     for name, node in (cfg.get("attack") or {}).items():
         attack = instantiate(node)
-        if not isinstance(attack, Attack):
-            raise AdvlabError(f"attack.{name} builds {type(attack).__name__}, not an advlab Attack: check its _target_")
+        if not isinstance(attack, Attack) and not getattr(attack, "evaluator", None):
+            raise AdvlabError(f"attack.{name} builds {type(attack).__name__}, not an advlab attack: check its _target_")
         attacks[str(name)] = attack
     return attacks
 
@@ -35,12 +45,14 @@ def evaluate_models(
 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """``(results per model, example images per model, is_global_zero)``."""
     evaluation = cfg.get("evaluation") or {}
+    per_batch = {name: a for name, a in attacks.items() if isinstance(a, Attack)}
+    own_procedure = {name: a for name, a in attacks.items() if not isinstance(a, Attack)}
     results, examples = {}, {}
     is_zero = True
     for label, model in models.items():
         module = AttackEvaluation(
             model,
-            attacks,
+            per_batch,
             num_classes=datamodule.num_classes,
             example_count=evaluation.get("example_count", 6),
             target=evaluation.get("target", "random"),
@@ -52,4 +64,7 @@ def evaluate_models(
         results[label] = module.results
         examples[label] = module.examples
         is_zero = trainer.is_global_zero
+        for name, attack in own_procedure.items():
+            evaluator = locate(attack.evaluator)
+            results[label]["attacks"][name] = evaluator(cfg, label, model, name, attack, datamodule)
     return results, examples, is_zero
