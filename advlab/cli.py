@@ -13,6 +13,7 @@ import traceback
 from typing import Any
 
 import hydra
+import lightning  # noqa: F401  (imported before Hydra configures logging, so that config applies to it)
 from omegaconf import DictConfig
 
 from advlab.config import CONF_DIR
@@ -20,6 +21,13 @@ from advlab.errors import AdvlabError
 
 log = logging.getLogger("advlab")
 _exit_status = 0
+
+
+class DropLightningTips(logging.Filter):
+    """Logging filter for Lightning's product tips (they carry no information about the run)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡")
 
 
 def _is_multirun() -> bool:

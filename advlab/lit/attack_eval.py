@@ -13,7 +13,9 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import nn
+from torch.utils.data import DataLoader
 from torchmetrics import MetricCollection
 from torchmetrics.aggregation import MaxMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -75,9 +77,11 @@ class AttackEvaluation(L.LightningModule):
         example_count: int = 6,
         target: int | str = "random",
         seed: int = 0,
+        datamodule: L.LightningDataModule | None = None,
     ):
         super().__init__()
         self.model = model
+        self.source = datamodule
         self.attacks = dict(attacks)
         self.num_classes = int(num_classes)
         self.example_count = int(example_count)
@@ -100,6 +104,26 @@ class AttackEvaluation(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def test_dataloader(self) -> DataLoader:
+        """The datamodule's test loader, split across processes *without* the padding
+        Lightning's DistributedSampler adds: under DDP every test image counts exactly once, so
+        the micro-averaged accuracies equal the single-device ones. (Build the Trainer with
+        ``use_distributed_sampler=False``.)"""
+        loader = self.source.test_dataloader()
+        if self.trainer.world_size == 1:
+            return loader
+        sampler = UnrepeatedDistributedSampler(
+            loader.dataset, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank, shuffle=False
+        )
+        return DataLoader(
+            loader.dataset,
+            batch_size=loader.batch_size,
+            sampler=sampler,
+            num_workers=loader.num_workers,
+            collate_fn=loader.collate_fn,
+            pin_memory=loader.pin_memory,
+        )
 
     def _targets(self, labels: torch.Tensor, batch_idx: int) -> torch.Tensor:
         if isinstance(self.target, int) or (isinstance(self.target, str) and self.target.isdigit()):

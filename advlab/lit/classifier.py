@@ -51,8 +51,9 @@ class ClassifierModule(L.LightningModule):
         loss = self.loss(logits, target)
         labels = target.argmax(dim=1) if target.is_floating_point() else target
         accuracy = (logits.argmax(dim=1) == labels).float().mean()
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
-        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        # sync_dist: under DDP the epoch value is the mean over all processes, not rank 0's share
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
+        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:

@@ -57,10 +57,12 @@ def evaluate_models(
             example_count=evaluation.get("example_count", 6),
             target=evaluation.get("target", "random"),
             seed=cfg.get("seed", 0),
+            datamodule=datamodule,
         )
         # inference_mode=False: Lightning's default would forbid the attacks' input gradients.
-        trainer = build_trainer(cfg, f"eval_{label}", inference_mode=False)
-        trainer.test(module, datamodule=datamodule, verbose=False)
+        # The module splits the test set across processes itself, without padding duplicates.
+        trainer = build_trainer(cfg, f"eval_{label}", inference_mode=False, use_distributed_sampler=False)
+        trainer.test(module, verbose=False)
         results[label] = module.results
         examples[label] = module.examples
         is_zero = trainer.is_global_zero

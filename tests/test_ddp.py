@@ -1,0 +1,43 @@
+"""Attack evaluation under DDP (2 CPU processes, gloo) equals the single-process numbers:
+the input gradients are real in every process and no test image is counted twice."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from advlab.run import run
+from test_cli import advlab
+
+
+def test_ddp_evaluation_matches_single_process(trained_cnn, make_cfg, tmp_path, mnist_dir):
+    weights = tmp_path / "cnn.pt"
+    torch.save(trained_cnn.state_dict(), weights)
+    common = [
+        f"model.checkpoint={weights}",
+        "data.test_subset=301",  # odd: a padding sampler would count an image twice
+        "data.eval_batch_size=50",
+        "attack.fgsm.eps=[0.0,0.1,0.3]",
+        "logger=none",
+    ]
+    single = run(make_cfg(*common))["models"]["undefended"]["evaluation"]
+
+    workdir = tmp_path / "ddp"
+    workdir.mkdir()
+    result = advlab(
+        *common, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "+trainer.enable_progress_bar=false",
+        cwd=workdir, data_dir=mnist_dir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    [path] = (workdir / "outputs" / "runs").glob("*/*/results.json")
+    ddp = json.loads(path.read_text())["models"]["undefended"]["evaluation"]
+
+    assert ddp["clean"]["n"] == single["clean"]["n"] == 301
+    assert ddp["clean"]["correct"] == single["clean"]["correct"]
+    for a, b in zip(single["attacks"]["fgsm"]["rows"], ddp["attacks"]["fgsm"]["rows"]):
+        assert (a["eps"], a["n"], a["correct"]) == (b["eps"], b["n"], b["correct"])
+        assert b["top5_acc"] == pytest.approx(a["top5_acc"])
+        assert b["zero_grad_share"] == 0.0
+    assert ddp["attacks"]["fgsm"]["rows"][-1]["top1_acc"] < ddp["clean"]["top1_acc"] - 0.3
