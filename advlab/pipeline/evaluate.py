@@ -57,6 +57,8 @@ def evaluate_models(
             example_count=evaluation.get("example_count", 6),
             target=evaluation.get("target", "random"),
             seed=cfg.get("seed", 0),
+            channels_last=evaluation.get("channels_last", False),
+            attack_autocast=evaluation.get("attack_autocast", False),
         )
         # inference_mode=False: Lightning's default would forbid the attacks' input gradients.
         trainer = build_trainer(cfg, f"eval_{label}", inference_mode=False)
