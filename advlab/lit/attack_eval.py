@@ -22,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from advlab.attacks.base import Attack
 from advlab.errors import AdvlabError
+from advlab.lit.precision import to_channels_last, without_autocast
 
 
 def _accuracy_metrics(num_classes: int) -> MetricCollection:
@@ -78,9 +79,15 @@ class AttackEvaluation(L.LightningModule):
         target: int | str = "random",
         seed: int = 0,
         datamodule: L.LightningDataModule | None = None,
+        channels_last: bool = False,
+        attack_autocast: bool = False,
     ):
         super().__init__()
-        self.model = model
+        # speed knobs (advlab.lit.precision): channels_last layout; attacks in fp32 unless
+        # attack_autocast lets them share the trainer's autocast (trainer.precision=bf16-mixed)
+        self.channels_last = bool(channels_last)
+        self.attack_autocast = bool(attack_autocast)
+        self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model
         self.source = datamodule
         self.attacks = dict(attacks)
         self.num_classes = int(num_classes)
@@ -139,6 +146,7 @@ class AttackEvaluation(L.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         x, labels = batch
+        x = to_channels_last(x) if self.channels_last else x
         logits = self.model(x)
         self.clean.update(logits, labels)
         keep = batch_idx == 0 and self.global_rank == 0 and self.example_count > 0
@@ -153,7 +161,9 @@ class AttackEvaluation(L.LightningModule):
             }
         for name, attack in self.attacks.items():
             goal = self._targets(labels, batch_idx) if attack.targeted else labels
-            for index, (eps, x_adv) in enumerate(attack.sweep(self.model, x, goal)):
+            steps = attack.sweep(self.model, x, goal)
+            steps = steps if self.attack_autocast else without_autocast(steps, x.device.type)
+            for index, (eps, x_adv) in enumerate(steps):
                 cell = self.cells[self._key(name, index)]
                 adv_logits = self.model(x_adv)
                 cell.update(adv_logits, labels)

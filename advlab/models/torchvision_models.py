@@ -1,14 +1,28 @@
 """Every torchvision ImageNet classifier, by name, with its normalization inside.
 
-``model.weights`` takes a torchvision weights enum name (``DEFAULT``, ``IMAGENET1K_V1``, …), a
-path to a local state-dict file, or ``None`` for random initialisation. Enum weights go
-through torchvision's cache folder (``torch.hub.get_dir()/checkpoints``): a cached file loads
-without network; a missing one is downloaded, and with no network the error names the folder
-and the file to place there. Every file is read with ``torch.load(weights_only=True)``.
+``model.weights`` takes
+
+* a torchvision weights enum name (``DEFAULT``, ``IMAGENET1K_V1``, ``ResNet101_Weights.IMAGENET1K_V2``);
+* a path to a local state-dict file: a bare torchvision network (``net.state_dict()``) or an advlab
+  classifier (``model.state_dict()``, keys ``net.*`` and ``normalize.*``). A file that keeps the
+  name torchvision gave it (``resnet101-63fe2227.pth``) stands for those weights: the model is
+  built exactly as torchvision builds it for them (some architectures change shape with their
+  weights: Inception's input transform, ViT's image size, …);
+* ``None`` (``null``) for random initialisation.
+
+torchvision's own loader unpickles downloads with ``weights_only=False``; advlab builds through
+torchvision's builders (so every per-architecture detail of loading stays torchvision's) but hands
+them a state dict it read itself with ``torch.load(weights_only=True)``. Downloads go to
+torchvision's cache folder (``torch.hub.get_dir()/checkpoints``) with torch.hub's hash check; with
+no network, one line names the folder and the file to place there.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,11 +31,14 @@ import torch
 from torch import nn
 
 from advlab.errors import AdvlabError
-from advlab.models.checkpoint import load_weights
+from advlab.models.checkpoint import load_weights, read_state_dict
 from advlab.models.normalize import NormalizedClassifier
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+# Spellings of "no weights" that reach us from YAML or the command line (null, quoted or not).
+RANDOM_INIT = ("", "null")
 
 
 def classification_models() -> list[str]:
@@ -33,7 +50,13 @@ def classification_models() -> list[str]:
 def weights_enum(name: str) -> Any:
     from torchvision.models import get_model_weights
 
-    return get_model_weights(name)
+    try:
+        return get_model_weights(name)
+    except (ValueError, KeyError):
+        raise AdvlabError(
+            f"model {name!r} has no torchvision weights: use a torchvision classification model "
+            "(torchvision.models.list_models()) or data.preprocess=to_tensor"
+        ) from None
 
 
 def resolve_weights(name: str, weights: str) -> Any:
@@ -48,22 +71,77 @@ def resolve_weights(name: str, weights: str) -> Any:
     return enum[key]
 
 
-def weights_cache_file(weights: Any) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+@dataclass(frozen=True)
+class WeightsSource:
+    """What ``model.weights`` means for model ``name``.
+
+    ``member``: the torchvision weights the network is built for (``None``: the plain
+    architecture); ``file``: a local state-dict file that replaces the download.
+    """
+
+    name: str
+    member: Any | None = None
+    file: Path | None = None
+
+    @property
+    def preset(self) -> Any:
+        """The weights whose preprocessing, normalization and class names apply: ``member``,
+        else the architecture's ``DEFAULT`` (random init and foreign files are ImageNet models too)."""
+        return self.member if self.member is not None else weights_enum(self.name).DEFAULT
+
+    def describe(self) -> str:
+        if self.file is not None:
+            return str(self.file)
+        return str(self.member) if self.member is not None else "random"
 
 
-def _cached_state_dict(name: str, weights: Any) -> dict[str, torch.Tensor]:
-    path = weights_cache_file(weights)
+def _looks_like_path(text: str) -> bool:
+    path = Path(text).expanduser()
+    return path.suffix in WEIGHT_FILE_SUFFIXES or "/" in text or "\\" in text or path.exists()
+
+
+def weights_source(name: str, weights: str | None) -> WeightsSource:
+    """Parse ``model.weights`` for model ``name`` (no file is read here)."""
+    text = "" if weights is None else str(weights).strip()
+    if text.lower() in RANDOM_INIT:
+        return WeightsSource(name)
+    if not _looks_like_path(text):
+        return WeightsSource(name, member=resolve_weights(name, text))
+    path = Path(text).expanduser()
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            torch.hub.download_url_to_file(weights.url, str(path), progress=True)
-        except Exception as exc:
-            raise AdvlabError(
-                f"cannot fetch {name} weights {weights} ({type(exc).__name__}, no network?): place "
-                f"{path.name} (from {weights.url}) in {path.parent}, or set model.weights to a local "
-                "state-dict file"
-            ) from None
+        raise AdvlabError(
+            f"weights file {str(path)!r} does not exist: give a state-dict file, a weights name such "
+            f"as DEFAULT, or null for random initialisation"
+        )
+    # A file named as torchvision names its download is those weights, placed by hand.
+    same_name = [m for m in weights_enum(name) if Path(m.url).name == path.name]
+    return WeightsSource(name, member=same_name[0] if same_name else None, file=path)
+
+
+def weights_cache_file(member: Any) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(member.url).name
+
+
+def download_weights(name: str, member: Any) -> Path:
+    """The cached file of ``member``, downloaded (hash-checked) when missing."""
+    path = weights_cache_file(member)
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # torch.hub's convention: "<name>-<sha256 prefix>.pth"; the download is checked against it.
+    match = getattr(torch.hub, "HASH_REGEX", re.compile(r"-([a-f0-9]*)\.")).search(path.name)
+    try:
+        torch.hub.download_url_to_file(member.url, str(path), hash_prefix=match.group(1) if match else None, progress=True)
+    except Exception as exc:  # no network, proxy, full disk, hash mismatch …
+        raise AdvlabError(
+            f"cannot fetch {name} weights {member} ({type(exc).__name__}, no network?): place "
+            f"{path.name} (from {member.url}) in {path.parent}, or set model.weights to a local "
+            "state-dict file"
+        ) from None
+    return path
+
+
+def _read_cached(path: Path) -> dict[str, torch.Tensor]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -73,66 +151,84 @@ def _cached_state_dict(name: str, weights: Any) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def _build_kwargs(name: str, weights: Any | None) -> dict[str, Any]:
-    """Constructor arguments that torchvision sets itself when it loads these weights."""
-    if weights is None:
-        return {}
-    kwargs: dict[str, Any] = {"num_classes": len(weights.meta["categories"])}
-    if name.startswith("vit_"):
-        kwargs["image_size"] = weights.meta["min_size"][0]
-    if name in ("inception_v3", "googlenet"):
-        kwargs.update(transform_input=True, aux_logits=True, init_weights=False)
-    return kwargs
+@contextmanager
+def _serve_state_dict(state: dict[str, torch.Tensor]) -> Iterator[None]:
+    """While active, every torchvision weights enum hands out ``state`` instead of unpickling its
+    download with ``weights_only=False``; the builder does the rest as usual."""
+    from torchvision.models._api import WeightsEnum
+
+    original = WeightsEnum.get_state_dict
+    WeightsEnum.get_state_dict = lambda self, *args, **kwargs: state  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        WeightsEnum.get_state_dict = original  # type: ignore[method-assign]
+
+
+def _build_for_weights(name: str, source: WeightsSource, **kwargs: Any) -> nn.Module:
+    from torchvision.models import get_model
+
+    if source.file is not None:
+        state = read_state_dict(source.file)
+        origin = str(source.file)
+    else:
+        path = download_weights(name, source.member)
+        state = _read_cached(path)
+        origin = str(path)
+    try:
+        with _serve_state_dict(state):
+            return get_model(name, weights=source.member, **kwargs)
+    except RuntimeError as exc:  # load_state_dict's multi-line key report
+        first = " ".join(str(exc).split())[:240]
+        raise AdvlabError(f"weights {origin!r} do not fit {name} ({first}): pass weights made for {name}") from None
+    except ValueError as exc:  # a constructor argument that contradicts the weights (num_classes …)
+        raise AdvlabError(f"cannot build {name} with weights {source.member}: {exc}") from None
+
+
+def _is_advlab_classifier_state(path: Path) -> bool:
+    keys = read_state_dict(path).keys()
+    return any(k.startswith("net.") for k in keys) and all(k.startswith(("net.", "normalize.")) for k in keys)
+
+
+def preprocessing(name: str, weights: str | None) -> Any:
+    """The preprocessing preset of these weights (resize, centre crop, mean, std), without
+    building the model: the data module needs it before the model exists."""
+    return weights_source(name, weights).preset.transforms()
 
 
 def build_torchvision(name: str, weights: str | None = None, **kwargs: Any) -> nn.Module:
     """A :class:`NormalizedClassifier` around torchvision's ``name`` that takes [0, 1] images.
 
     Attributes set on the result: ``class_names`` (ImageNet categories from the weights'
-    metadata, when the head has 1000 outputs), ``weights`` (the enum member or file used) and
-    ``transforms`` (the weights' preprocessing, ``None`` for random init and local files:
-    the default weights' preprocessing then applies).
+    metadata when the head has as many outputs, else ``None``), ``weights`` (what was loaded,
+    as text) and ``transforms`` (the weights' preprocessing; the architecture's ``DEFAULT``
+    preprocessing for random init and foreign files).
     """
     from torchvision.models import get_model
 
-    enum_member = None
-    local_file = None
-    if weights is not None and str(weights).strip():
-        text = str(weights)
-        if Path(text).expanduser().suffix in (".pt", ".pth", ".ckpt", ".bin") or "/" in text or Path(text).expanduser().exists():
-            local_file = Path(text).expanduser()
-        else:
-            enum_member = resolve_weights(name, text)
-    net = get_model(name, weights=None, **{**_build_kwargs(name, enum_member), **kwargs})
-    if enum_member is not None:
-        net.load_state_dict(_cached_state_dict(name, enum_member))
-        if name in ("inception_v3", "googlenet"):  # torchvision drops the auxiliary heads after loading
-            net.aux_logits = False
-            for aux in ("AuxLogits", "aux1", "aux2"):
-                if hasattr(net, aux):
-                    setattr(net, aux, None)
-    elif local_file is not None:
-        load_weights(net, local_file, model_name=name)
+    source = weights_source(name, weights)
+    whole_model_file = None
+    if source.member is not None:
+        net = _build_for_weights(name, source, **kwargs)
+    else:
+        net = get_model(name, weights=None, **kwargs)
+        if source.file is not None:
+            if _is_advlab_classifier_state(source.file):
+                whole_model_file = source.file
+            else:
+                load_weights(net, source.file, model_name=name)
 
-    default = weights_enum(name).DEFAULT
-    source = enum_member or default
-    mean = getattr(source.transforms(), "mean", IMAGENET_MEAN)
-    std = getattr(source.transforms(), "std", IMAGENET_STD)
-    model = NormalizedClassifier(net, mean, std)
-    categories = source.meta.get("categories") or []
-    out_features = _head_size(net)
-    model.class_names = list(categories) if out_features in (None, len(categories)) else None
-    model.weights = str(enum_member or local_file or "random")
-    model.transforms = source.transforms()
+    preset = source.preset
+    transforms = preset.transforms()
+    model = NormalizedClassifier(net, getattr(transforms, "mean", IMAGENET_MEAN), getattr(transforms, "std", IMAGENET_STD))
+    if whole_model_file is not None:
+        load_weights(model, whole_model_file, model_name=name)
+    categories = list(preset.meta.get("categories") or [])
+    outputs = len(categories) if source.member is not None else int(kwargs.get("num_classes", len(categories)))
+    model.class_names = categories if categories and outputs == len(categories) else None
+    model.weights = source.describe()
+    model.transforms = transforms
     return model
-
-
-def _head_size(net: nn.Module) -> int | None:
-    last = None
-    for module in net.modules():
-        if isinstance(module, nn.Linear):
-            last = module.out_features
-    return last
 
 
 class TorchvisionProvider:

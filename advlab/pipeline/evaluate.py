@@ -58,6 +58,8 @@ def evaluate_models(
             target=evaluation.get("target", "random"),
             seed=cfg.get("seed", 0),
             datamodule=datamodule,
+            channels_last=evaluation.get("channels_last", False),
+            attack_autocast=evaluation.get("attack_autocast", False),
         )
         # inference_mode=False: Lightning's default would forbid the attacks' input gradients.
         # The module splits the test set across processes itself, without padding duplicates.

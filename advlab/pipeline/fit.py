@@ -39,11 +39,18 @@ def fit_classifier(
     Returns the model in eval mode and what was done, for ``results.json``.
     """
     model_cfg = model_cfg if model_cfg is not None else cfg.model
-    training_cfg = training_cfg if training_cfg is not None else cfg.training
+    training_cfg = training_cfg if training_cfg is not None else cfg.get("training")
     model = instantiate(model_cfg)
-    if model_cfg.get("checkpoint"):
-        log.info("%s: loaded %s, no training", stage, model_cfg.checkpoint)
-        return model.eval(), {"trained": False, "checkpoint": str(model_cfg.checkpoint)}
+    # Given weights (an advlab checkpoint, or pretrained `model.weights` such as torchvision's) are
+    # evaluated as they are; so is a model when no training recipe is configured (training=null).
+    given = model_cfg.get("checkpoint") or model_cfg.get("weights")
+    if given or not training_cfg:
+        log.info("%s: %s, no training", stage, f"loaded {given}" if given else "no training recipe")
+        checkpoint = model_cfg.get("checkpoint")
+        info: dict[str, Any] = {"trained": False, "checkpoint": str(checkpoint) if checkpoint else None}
+        if getattr(model, "weights", None) is not None:  # what a model builder says it loaded
+            info["weights"] = model.weights
+        return model.eval(), info
 
     out_dir = Path(cfg.paths.output_dir)
     module = ClassifierModule(
