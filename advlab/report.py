@@ -164,28 +164,43 @@ def parse_override(text: str) -> tuple[str, str]:
     return key.lstrip("+"), value
 
 
+def _reserved(jobs: Sequence[Job]) -> set[str]:
+    """Column names the rows use themselves: an override with such a key (``model=resnet18``,
+    ``attack=[fgsm,pgd]``) becomes the column ``model (override)``."""
+    names = {"sweep", "job", "status", "error", "overrides"}
+    for job in jobs:
+        if job.status == "completed" and job.results:
+            names.update(key for row in result_rows(job.results) for key in row)
+    return names
+
+
+def job_overrides(job: Job, reserved: set[str]) -> list[tuple[str, str, str]]:
+    """``(column, value, override text)`` for each override of the job."""
+    columns = []
+    for text in job.overrides:
+        key, value = parse_override(text)
+        columns.append((f"{key} (override)" if key in reserved else key, value, text))
+    return columns
+
+
 def _override_columns(jobs: Sequence[Job]) -> tuple[list[str], list[str]]:
-    """(every override key in first-seen order, the keys whose value differs between jobs)."""
-    values: dict[str, list[str | None]] = {}
-    for job in jobs:
-        for key, _ in map(parse_override, job.overrides):
-            values.setdefault(key, [])
-    for job in jobs:
-        mine = dict(map(parse_override, job.overrides))
-        for key in values:
-            values[key].append(mine.get(key))
-    return list(values), [k for k, v in values.items() if len(set(v)) > 1]
+    """(every override column in first-seen order, the columns whose value differs between jobs)."""
+    reserved = _reserved(jobs)
+    per_job = [{column: value for column, value, _ in job_overrides(job, reserved)} for job in jobs]
+    columns = list(dict.fromkeys(column for mine in per_job for column in mine))
+    return columns, [c for c in columns if len({mine.get(c) for mine in per_job}) > 1]
 
 
 def summary_rows(jobs: Sequence[Job]) -> list[dict[str, Any]]:
     """One row per result row of every completed job, one row per other job; every row has
     every column (None where it has no value) in a stable order."""
     keys, _ = _override_columns(jobs)
+    reserved = _reserved(jobs)
     raw = []
     for job in jobs:
         base: dict[str, Any] = {"sweep": job.sweep, "job": job.label, "status": job.status}
         base.update({key: None for key in keys})
-        base.update(dict(map(parse_override, job.overrides)))
+        base.update({column: value for column, value, _ in job_overrides(job, reserved)})
         rows = result_rows(job.results) if job.status == "completed" and job.results else []
         tail = {"error": job.error, "overrides": " ".join(job.overrides)}
         raw.extend([{**base, **row, **tail} for row in rows] or [{**base, **tail}])
@@ -223,7 +238,7 @@ def markdown_columns(rows: Sequence[Mapping[str, Any]], jobs: Sequence[Job]) -> 
     done = [r for r in rows if r.get("status") == "completed"] or list(rows)
 
     def useful(column: str) -> bool:
-        if column in ("sweep", "job") or column in KEEP:
+        if column in ("sweep", "job"):
             return True
         if column in CSV_ONLY:
             return False
@@ -233,6 +248,8 @@ def markdown_columns(rows: Sequence[Mapping[str, Any]], jobs: Sequence[Job]) -> 
             return column in varying
         values = [r.get(column) for r in done if r.get(column) is not None]
         distinct = len({json.dumps(v, sort_keys=True, default=str) for v in values})
+        if column in KEEP:
+            return bool(values)
         if column in settings or column in DESCRIPTIONS or column in DIAGNOSTICS:
             return distinct > 1
         return bool(values)
@@ -249,10 +266,11 @@ def problems(jobs: Sequence[Job]) -> list[str]:
     """One line per job that did not complete: its status, error and the overrides that set it
     apart from the other jobs (all of them in summary.csv)."""
     _, varying = _override_columns(jobs)
+    reserved = _reserved(jobs)
     lines = []
     for job in jobs:
         if job.status != "completed":
-            own = [o for o in job.overrides if parse_override(o)[0] in varying] or job.overrides
+            own = [text for column, _, text in job_overrides(job, reserved) if column in varying] or job.overrides
             overrides = " ".join(own) or "(no overrides)"
             lines.append(f"- {job.label}: {job.status}: {job.error or 'no error recorded'} [{overrides}]")
     return lines

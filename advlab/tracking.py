@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 X_KEYS = ("eps", "patch_size")
 # Row columns that split one attack's rows into separate series (a patch per target class).
 SERIES_KEYS = ("target",)
+# Counts and sanity checks: logged per eps, left out of the summary values that compare jobs.
+SUMMARY_SKIP = ("n", "correct", "max_linf", "zero_grad_share")
 # Figures (results["files"] entries) that are logged as images.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -139,6 +141,7 @@ class JobTracker:
                 "logger.wandb.log_model uploads checkpoints, which an offline wandb run cannot do: "
                 "set logger.wandb.log_model=false, or logger.wandb.offline=false to log online"
             )
+        # wandb-core sends usage telemetry to wandb's servers even from offline runs
         os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
         save_dir = Path(settings.pop("save_dir", None) or self.cfg.paths.output_dir)
         save_dir.mkdir(parents=True, exist_ok=True)
@@ -274,7 +277,7 @@ def summary_metrics(series: Mapping[str, tuple[str | None, list[tuple[Any, dict[
     for prefix, (x_key, points) in series.items():
         for index, (x, metrics) in enumerate(points):
             at = f"@{x_key}={x:g}" if x_key else (f"@{index}" if len(points) > 1 else "")
-            summary.update({f"{prefix}/{name}{at}": value for name, value in metrics.items()})
+            summary.update({f"{prefix}/{name}{at}": value for name, value in metrics.items() if name not in SUMMARY_SKIP})
     return summary
 
 

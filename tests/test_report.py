@@ -159,6 +159,19 @@ def test_two_sweeps_side_by_side(tmp_path):
     assert not (plain / "summary.csv").exists()
 
 
+def test_group_overrides_do_not_overwrite_result_columns(tmp_path):
+    """`defense=none,distillation` names a config group and the rows have a `defense` column:
+    both stay, the override as `defense (override)`, and the plot has a line per defense."""
+    make_job(tmp_path / "s" / "0", ["defense=none"], eps_results({0.1: 0.4, 0.3: 0.1}))
+    make_job(tmp_path / "s" / "1", ["defense=distillation"], eps_results({0.1: 0.8, 0.3: 0.6}, model="student", defense="distillation"))
+    make_job(tmp_path / "s" / "2", ["defense=broken"], {"status": "failed", "error": "AdvlabError: unknown defense 'broken'"})
+    report = write_report([tmp_path / "s"])
+    rows = read_csv(tmp_path / "s" / "summary.csv")
+    assert [(r["defense (override)"], r["defense"], r["model"]) for r in rows if r["attack"] == "fgsm"][::2] == [("none", "none", "undefended"), ("distillation", "distillation", "student")]
+    assert "defense (override)" in report.text.splitlines()[2]
+    assert "- 2: failed: AdvlabError: unknown defense 'broken' [defense=broken]" in report.text
+
+
 def test_override_parsing():
     assert parse_override("+trainer.max_epochs=2") == ("trainer.max_epochs", "2")
     assert parse_override("++a.b=x=y") == ("a.b", "x=y")
