@@ -188,8 +188,8 @@ class JobTracker:
                 _log_series(logger, series)
                 if isinstance(logger, TensorBoardLogger):  # its HParams view logs the summary values
                     _log_to_tensorboard(logger, config_params(self.cfg), summary, figures, table_md)
-                else:
-                    logger.log_metrics(summary_metrics({k: s for k, s in series.items() if s[0] is None}), step=0)
+                elif single := summary_metrics({k: s for k, s in series.items() if s[0] is None}):
+                    logger.log_metrics(single, step=0)
                 logger.finalize("success")
             except Exception as error:  # tracking must not turn a finished job into a failed one
                 log.error("could not log the results to %s: %s: %s", type(logger).__name__, type(error).__name__, error)
