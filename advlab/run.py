@@ -3,6 +3,8 @@
 Order of work: check the attacks (a bad eps fails before any training), build the data,
 prepare the models the defense asks for, evaluate them clean and under attack, then write
 ``results.json``, ``results.csv``, ``results.md`` and the figures into ``paths.output_dir``.
+Experiment tracking wraps the whole job (:func:`advlab.tracking.track_job`): one wandb run per
+job, and the results logged to every configured logger once they are written.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from advlab.pipeline.defended import prepare_models
 from advlab.pipeline.evaluate import build_attacks, evaluate_models
 from advlab.plots import plot_accuracy_vs_eps, plot_examples
 from advlab.tables import accuracy_table, result_rows
+from advlab.tracking import track_job
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ def machine() -> str:
     return f"CPU {platform.machine()} × {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
+@track_job
 def run(cfg: DictConfig) -> dict[str, Any]:
     started = time.time()
     out_dir = Path(cfg.paths.output_dir)

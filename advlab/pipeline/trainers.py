@@ -1,4 +1,5 @@
-"""Lightning Trainers and loggers built from the config, one set per stage of a run."""
+"""Lightning Trainers built from the config, one per stage of a run, with that stage's loggers
+(:func:`advlab.tracking.build_loggers`) and progress display (``trainer.progress_bar``)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from advlab.config import instantiate
+from advlab.lit.progress import progress_bar
+from advlab.tracking import build_loggers
 
-
-def build_loggers(cfg: DictConfig, stage: str) -> list[Any]:
-    """The loggers chosen with ``logger=…``, each writing under its own ``stage`` version so the
-    teacher, the student and the evaluation of one run do not overwrite each other."""
-    loggers = []
-    for name, node in (cfg.get("logger") or {}).items():
-        if node is None or "_target_" not in node:
-            continue
-        node = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
-        with open_dict(node):
-            if str(node._target_).endswith(("CSVLogger", "TensorBoardLogger")):
-                node.version = stage
-        loggers.append(instantiate(node))
-    return loggers
+__all__ = ["build_loggers", "build_trainer"]
 
 
 def build_trainer(
@@ -33,12 +23,23 @@ def build_trainer(
     callbacks: Sequence[L.Callback] = (),
     **overrides: Any,
 ) -> L.Trainer:
-    """``cfg.trainer`` with this stage's loggers and callbacks; ``overrides`` win over the config."""
+    """``cfg.trainer`` with this stage's loggers, progress bar and callbacks; ``overrides`` win
+    over the config."""
+    node = OmegaConf.create(OmegaConf.to_container(cfg.trainer, resolve=True))
+    choice = str(node.pop("progress_bar", "auto"))
+    callbacks = list(callbacks)
+    # enable_progress_bar=false (as the tests set it) switches every bar off, like in Lightning.
+    if overrides.get("enable_progress_bar", node.get("enable_progress_bar", True)) is not False:
+        bar = progress_bar(choice, stage)
+        if bar is None:
+            node.enable_progress_bar = False
+        else:
+            callbacks.append(bar)
     out_dir = Path(cfg.paths.output_dir)
     return instantiate(
-        cfg.trainer,
+        node,
         logger=build_loggers(cfg, stage) or False,
-        callbacks=list(callbacks),
+        callbacks=callbacks,
         default_root_dir=str(out_dir),
         **overrides,
     )
