@@ -90,7 +90,7 @@ class AttackEvaluation(L.LightningModule):
     images classified as the target.
 
     An attack with a ``max_samples`` attribute is run on the first that many test images only
-    (its rows' ``n`` says how many). An attack that sets ``last_success`` and ``last_l2`` after
+    (its rows' ``n`` says how many; under DDP, on the first that many of each process's share). An attack that sets ``last_success`` and ``last_l2`` after
     each call (CW) also gets ``success_rate`` (among the images classified correctly when clean)
     and the median and mean L2 of its successes; attacks in the L2 norm get ``max_l2``.
     """
