@@ -77,13 +77,13 @@ class CarliniWagnerL2(Attack):
         if not float(initial_const) > 0:
             raise AdvlabError(f"initial_const must be > 0, got {initial_const}: e.g. initial_const=0.01")
         self.initial_const = float(initial_const)
-        self.binary_search_steps = check_steps(binary_search_steps, "binary_search_steps")
-        self.steps = check_steps(steps, "steps")
+        self.binary_search_steps = check_steps(binary_search_steps, "binary_search_steps", 5)
+        self.steps = check_steps(steps, "steps", 100)
         if not float(lr) > 0:
             raise AdvlabError(f"lr must be > 0, got {lr}: e.g. lr=0.01")
         self.lr = float(lr)
         self.abort_early = bool(abort_early)
-        self.max_samples = None if max_samples is None else check_steps(max_samples, "max_samples")
+        self.max_samples = None if max_samples is None else check_steps(max_samples, "max_samples", 200)
         self.last_success: torch.Tensor | None = None
         self.last_l2: torch.Tensor | None = None
 

@@ -32,14 +32,14 @@ def check_norm(norm: str) -> str:
     return norm
 
 
-def check_steps(value: int, what: str = "steps") -> int:
-    """A positive iteration count; ``what`` names the setting in the message."""
+def check_steps(value: int, what: str = "steps", example: int = 40) -> int:
+    """A positive count; ``what`` names the setting in the message, ``example`` a sensible value."""
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise AdvlabError(f"{what} must be an integer >= 1, got {value!r}") from None
+        raise AdvlabError(f"{what} must be an integer >= 1, got {value!r}: e.g. {what}={example}") from None
     if number < 1 or number != value:
-        raise AdvlabError(f"{what} must be an integer >= 1, got {value!r}: e.g. {what}=40")
+        raise AdvlabError(f"{what} must be an integer >= 1, got {value!r}: e.g. {what}={example}")
     return number
 
 
@@ -105,13 +105,13 @@ class PGD(Attack):
         super().__init__(eps, eps_unit, clamp, targeted, loss, temperature)
         self.norm = check_norm(norm)
         self.steps = check_steps(steps, "steps")
-        self.restarts = check_steps(restarts, "restarts")
+        self.restarts = check_steps(restarts, "restarts", 5)
         if step_size is not None and not float(step_size) >= 0:
             raise AdvlabError(f"step_size must be >= 0, got {step_size}: e.g. step_size=0.01, or null for 2.5·eps/steps")
         self.step_size = None if step_size is None else float(step_size)
         self.random_start = bool(random_start)
         self.seed = int(seed)
-        self.max_samples = None if max_samples is None else check_steps(max_samples, "max_samples")
+        self.max_samples = None if max_samples is None else check_steps(max_samples, "max_samples", 1000)
 
     def step_for(self, eps: float) -> float:
         return self.step_size if self.step_size is not None else 2.5 * eps / self.steps
