@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig
 
 from advlab.config import instantiate
+from advlab.diagnostics import add_warnings, format_warnings
 from advlab.io import write_csv, write_json, write_text
 from advlab.pipeline.defended import prepare_models
 from advlab.pipeline.evaluate import build_attacks, evaluate_models
@@ -64,14 +65,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "machine": machine(),
         "models": {
             label: {
-                "architecture": cfg.model.get("name"),
-                "defense": cfg.defense.get("name"),
+                "architecture": (training.get(label) or {}).get("architecture", cfg.model.get("name")),
+                "defense": (training.get(label) or {}).get("defense", cfg.defense.get("name")),
                 "training": training.get(label),
                 "evaluation": evaluation[label],
             }
             for label in models
         },
     }
+    add_warnings(results)  # gradient-masking checks (advlab/diagnostics.py)
     if not is_global_zero:  # under DDP only rank 0 writes
         return results
     results["files"] = write_outputs(out_dir, results, examples, getattr(datamodule, "class_names", None))
@@ -79,6 +81,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     results["elapsed_s"] = round(time.time() - started, 1)
     write_json(out_dir / "results.json", results)
     print(f"\n{accuracy_table(result_rows(results))}\n")
+    if results["warnings"]:
+        print(f"{format_warnings(results['warnings'])}\n")
     for name, path in results["files"].items():
         print(f"{name}: {path}")
     return results

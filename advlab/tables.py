@@ -79,7 +79,11 @@ def accuracy_table(rows: Iterable[Mapping[str, Any]]) -> str:
     """The run summary: per model and attack, accuracy and error per eps, in percent."""
     rows = list(rows)
     columns = ["model", "attack", "eps", "eps_unit", "correct", "n", "top1_acc", "top5_acc", "top1_err", "top5_err"]
-    optional = [c for c in ("target_rate", "zero_grad_share") if any(r.get(c) is not None for r in rows)]
+    optional = [
+        c
+        for c in ("target_rate", "zero_grad_share", "success_rate", "median_l2", "max_l2")
+        if any(r.get(c) is not None for r in rows)
+    ]
     columns = [c for c in columns if any(r.get(c) is not None for r in rows)] + optional
     headers = {
         "top1_acc": "top-1 acc %",
@@ -88,5 +92,8 @@ def accuracy_table(rows: Iterable[Mapping[str, Any]]) -> str:
         "top5_err": "top-5 err %",
         "target_rate": "target %",
         "zero_grad_share": "zero-grad %",
+        "success_rate": "success %",
     }
-    return format_table(rows, columns, headers, percent={*headers})
+    # Unbounded attacks (CW) report a success rate and distances instead of a budget.
+    distances = {"median_l2": "median L2", "max_l2": "max L2"}
+    return format_table(rows, columns, {**headers, **distances}, percent={*headers})

@@ -5,6 +5,8 @@ leaves gradients on the model's parameters, or changes the model's train/eval mo
 """
 
 from advlab.attacks.base import Attack
+from advlab.attacks.cw import CarliniWagnerL2, cw
 from advlab.attacks.fgsm import FGSM, fgsm
+from advlab.attacks.pgd import PGD, pgd
 
-__all__ = ["Attack", "FGSM", "fgsm"]
+__all__ = ["Attack", "CarliniWagnerL2", "FGSM", "PGD", "cw", "fgsm", "pgd"]

@@ -53,3 +53,45 @@ def attack_loss(
     else:
         check_loss(loss)
     return -value if targeted else value
+
+
+def check_confidence(confidence: float) -> float:
+    if not float(confidence) >= 0:
+        raise AdvlabError(f"confidence must be >= 0, got {confidence}: use 0 for the smallest perturbation")
+    return float(confidence)
+
+
+def margin_gain(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 1.0,
+    targeted: bool = False,
+) -> torch.Tensor:
+    """How far past the decision boundary a sample is, in (tempered) logits: ``max_{j≠y} z_j − z_y``
+    away from ``labels``, ``z_t − max_{j≠t} z_j`` towards a target. Positive = the attack succeeded."""
+    return attack_loss(logits, labels, "margin", temperature, targeted)
+
+
+def cw_objective(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    confidence: float = 0.0,
+    temperature: float = 1.0,
+    targeted: bool = False,
+) -> torch.Tensor:
+    """Carlini–Wagner's f₆ per sample, to *minimize*: ``max(−gain, −κ)``. It stops pulling once the
+    sample is ``κ`` logits past the boundary, so the distance term can shrink the perturbation."""
+    return (-margin_gain(logits, labels, temperature, targeted)).clamp(min=-confidence)
+
+
+def reached(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    confidence: float = 0.0,
+    temperature: float = 1.0,
+    targeted: bool = False,
+) -> torch.Tensor:
+    """Per sample: the attack succeeded with a margin of at least ``confidence`` (and strictly
+    past the boundary, so a tie does not count)."""
+    gain = margin_gain(logits, labels, temperature, targeted)
+    return (gain > 0) & (gain >= confidence)

@@ -17,7 +17,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics import MetricCollection
-from torchmetrics.aggregation import MaxMetric, SumMetric
+from torchmetrics.aggregation import CatMetric, MaxMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from advlab.attacks.base import Attack
@@ -42,11 +42,34 @@ class _Tally(nn.Module):
         self.zero_grad_count = SumMetric()
         self.targeted_hits = SumMetric()
         self.max_linf = MaxMetric()
+        # attacks that measure an L2 distance (PGD-L2, CW): the largest one, and for attacks that
+        # report per-sample success (CW) the successes among clean-correct images and their L2
+        self.max_l2 = MaxMetric()
+        self.success_count = SumMetric()
+        self.success_total = SumMetric()
+        self.success_l2 = CatMetric()
         self.updated: set[str] = set()  # which optional tallies were fed, so compute() skips the rest
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         self.accuracy.update(logits, labels)
         self.count.update(torch.tensor(float(len(labels)), device=logits.device))
+
+    def update_success(self, success: torch.Tensor, l2: torch.Tensor, clean_correct: torch.Tensor) -> None:
+        counted = success & clean_correct
+        self.success_count.update(counted.float().sum())
+        self.success_total.update(clean_correct.float().sum())
+        self.success_l2.update(l2[counted].float())
+        self.updated.add("success")
+
+    def success_row(self) -> dict[str, Any]:
+        """Success rate among the clean-correct images and the median/mean L2 of those successes."""
+        total = float(self.success_total.compute())
+        row: dict[str, Any] = {"success_rate": float(self.success_count.compute()) / total if total else None}
+        distances = self.success_l2.compute()  # an empty list when nothing succeeded
+        distances = distances.flatten() if isinstance(distances, torch.Tensor) else torch.empty(0)
+        row["median_l2"] = float(distances.median()) if distances.numel() else None
+        row["mean_l2"] = float(distances.mean()) if distances.numel() else None
+        return row
 
     def compute(self) -> dict[str, float]:
         values = {name: float(v) for name, v in self.accuracy.compute().items()}
@@ -68,6 +91,11 @@ class AttackEvaluation(L.LightningModule):
     Targeted attacks get target labels from ``target``: a class index, or ``"random"`` (a
     seeded random class other than the true one). Their ``target_rate`` is the share of
     images classified as the target.
+
+    An attack with a ``max_samples`` attribute is run on the first that many test images only
+    (its rows' ``n`` says how many; under DDP, on the first that many of each process's share). An attack that sets ``last_success`` and ``last_l2`` after
+    each call (CW) also gets ``success_rate`` (among the images classified correctly when clean)
+    and the median and mean L2 of its successes; attacks in the L2 norm get ``max_l2``.
     """
 
     def __init__(
@@ -104,6 +132,7 @@ class AttackEvaluation(L.LightningModule):
         )
         self.results: dict[str, Any] = {}
         self.examples: dict[str, Any] = {}
+        self._attacked = {name: 0 for name in self.attacks}  # images seen so far, for max_samples
 
     @staticmethod
     def _key(name: str, index: int) -> str:
@@ -159,22 +188,33 @@ class AttackEvaluation(L.LightningModule):
                 "clean_conf": logits[:k].float().softmax(1).amax(1).cpu(),
                 "attacks": {},
             }
+        clean_correct = logits.argmax(1) == labels
         for name, attack in self.attacks.items():
-            goal = self._targets(labels, batch_idx) if attack.targeted else labels
-            steps = attack.sweep(self.model, x, goal)
+            count = self._budget(name, attack, len(x))
+            if count == 0:
+                continue
+            xs, ys, correct = x[:count], labels[:count], clean_correct[:count]
+            goal = self._targets(labels, batch_idx)[:count] if attack.targeted else ys
+            l2_norm = attack.settings().get("norm") == "l2"
+            steps = attack.sweep(self.model, xs, goal)
             steps = steps if self.attack_autocast else without_autocast(steps, x.device.type)
             for index, (eps, x_adv) in enumerate(steps):
                 cell = self.cells[self._key(name, index)]
                 adv_logits = self.model(x_adv)
-                cell.update(adv_logits, labels)
-                cell.max_linf.update((x_adv - x).abs().amax())
+                cell.update(adv_logits, ys)
+                cell.max_linf.update((x_adv - xs).abs().amax())
+                if l2_norm:
+                    cell.max_l2.update((x_adv - xs).flatten(1).norm(dim=1).amax())
+                    cell.updated.add("l2")
+                if getattr(attack, "last_success", None) is not None:
+                    cell.update_success(attack.last_success, attack.last_l2, correct)
                 if attack.last_zero_grad is not None:
                     cell.zero_grad_count.update(attack.last_zero_grad.float().sum())
                     cell.updated.add("zero_grad")
                 if attack.targeted:
                     cell.targeted_hits.update((adv_logits.argmax(1) == goal).float().sum())
                     cell.updated.add("targeted_hits")
-                if keep:
+                if keep and eps is not None and count >= len(self.examples["labels"]):
                     k = len(self.examples["labels"])
                     self.examples["attacks"].setdefault(name, []).append(
                         {
@@ -184,6 +224,13 @@ class AttackEvaluation(L.LightningModule):
                             "conf": adv_logits[:k].float().softmax(1).amax(1).cpu(),
                         }
                     )
+
+    def _budget(self, name: str, attack: Attack, batch: int) -> int:
+        """How many images of this batch the attack gets: all, or what is left of ``max_samples``."""
+        limit = getattr(attack, "max_samples", None)
+        count = batch if limit is None else max(0, min(batch, int(limit) - self._attacked[name]))
+        self._attacked[name] += count
+        return count
 
     def on_test_epoch_end(self) -> None:
         results: dict[str, Any] = {"clean": self.clean.compute(), "attacks": {}}
@@ -198,6 +245,10 @@ class AttackEvaluation(L.LightningModule):
                 )
                 if "targeted_hits" in cell.updated:
                     row["target_rate"] = float(cell.targeted_hits.compute()) / n
+                if "l2" in cell.updated:
+                    row["max_l2"] = float(cell.max_l2.compute())
+                if "success" in cell.updated:
+                    row.update(cell.success_row())
                 rows.append(row)
             results["attacks"][name] = {"settings": attack.settings(), "rows": rows}
         self.results = results

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ def fit_classifier(
     training_cfg: DictConfig | None = None,
     temperature: float = 1.0,
     max_epochs: int | None = None,
+    module_factory: Callable[..., ClassifierModule] = ClassifierModule,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Build ``model_cfg`` (default ``cfg.model``); if it names a checkpoint, load it and stop
     there, else train it with ``training_cfg`` (default ``cfg.training``) at ``temperature``.
@@ -36,6 +38,8 @@ def fit_classifier(
     Training writes, under ``<output_dir>``: Lightning checkpoints in ``checkpoints/<stage>/``,
     the final weights as ``<stage>.pt`` (a plain state dict that ``model.checkpoint=`` takes),
     the per-epoch losses as ``<stage>_loss.csv`` and their plot ``<stage>_loss.png``.
+    ``module_factory`` builds the Lightning module (a :class:`ClassifierModule` subclass such
+    as the distillation student's, with its extra arguments bound by ``functools.partial``).
     Returns the model in eval mode and what was done, for ``results.json``.
     """
     model_cfg = model_cfg if model_cfg is not None else cfg.model
@@ -53,7 +57,7 @@ def fit_classifier(
         return model.eval(), info
 
     out_dir = Path(cfg.paths.output_dir)
-    module = ClassifierModule(
+    module = module_factory(
         model,
         optimizer=instantiate(training_cfg.optimizer),
         scheduler=instantiate(training_cfg.scheduler) if training_cfg.get("scheduler") else None,

@@ -1,0 +1,190 @@
+"""Gradient-masking diagnostics: warnings read off a run's results (Carlini et al., "On
+evaluating adversarial robustness", 2019, list these signs of a defense that only hides its
+gradients).
+
+Three checks per model, each a warning ``{"model", "check", "attack", "message"}``:
+
+``zero_gradient``          a share of samples whose input gradient is exactly zero: the softmax
+                           saturates, sign(0) = 0 and a gradient attack cannot move at all.
+``weaker_beats_stronger``  at the same budget, an attack with fewer gradient steps leaves lower
+                           accuracy than one with more: the stronger one is being misled.
+``no_fall``                accuracy does not fall towards 0 as eps grows large (still above half
+                           the clean accuracy at a large L∞ budget), or rises with eps.
+
+The thresholds are deliberately loose: a warning means "look closer", not "broken".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+@dataclass(frozen=True)
+class Thresholds:
+    zero_grad_share: float = 0.05  # warn when at least 5 % of the gradients are exactly zero
+    tolerance: float = 0.02  # accuracy gap that counts, on top of two standard errors
+    large_linf: float = 0.3  # a "large" L∞ budget in [0, 1] pixel units (MNIST's standard)
+    no_fall_share: float = 0.5  # at that budget, accuracy above this share of clean accuracy warns
+
+
+def attack_strength(settings: Mapping[str, Any], eps: float) -> int | None:
+    """Gradient steps an attack takes per image at budget ``eps``: 1 for FGSM, steps × restarts
+    for a PGD whose steps can cross the whole ball (steps · step_size >= eps; a shorter one can
+    be weaker than FGSM without any masking); ``None`` when not comparable (CW, unknown kinds)."""
+    kind = settings.get("attack")
+    if kind == "fgsm":
+        return 1
+    if kind == "pgd":
+        steps = int(settings.get("steps", 1))
+        step_size = settings.get("step_size")
+        if step_size is not None and steps * float(step_size) < eps - 1e-9:
+            return None
+        restarts = settings.get("restarts", 1) if settings.get("random_start", True) else 1
+        return steps * int(restarts)
+    return None
+
+
+def _gap(a: Mapping[str, Any], b: Mapping[str, Any], tolerance: float) -> float:
+    """The accuracy difference two rows need before it counts: ``tolerance`` plus two standard
+    errors of the difference (the rows may be measured on different numbers of images)."""
+    variance = 0.0
+    for row in (a, b):
+        p, n = row["top1_acc"], max(int(row.get("n") or 1), 1)
+        variance += p * (1 - p) / n
+    return tolerance + 2 * math.sqrt(variance)
+
+
+def _zero_gradient(model: str, attacks: Mapping[str, Any], limits: Thresholds) -> list[dict[str, Any]]:
+    warnings = []
+    for name, block in attacks.items():
+        shares = [r["zero_grad_share"] for r in block.get("rows", []) if r.get("zero_grad_share") is not None]
+        if shares and max(shares) >= limits.zero_grad_share:
+            settings = block.get("settings", {})
+            warnings.append(
+                {
+                    "model": model,
+                    "check": "zero_gradient",
+                    "attack": name,
+                    "message": (
+                        f"{name}: {max(shares):.0%} of the input gradients are exactly zero "
+                        f"(loss {settings.get('loss')}, temperature {settings.get('temperature')}): the softmax "
+                        "saturates and the attack cannot move (gradient masking); attack the logits "
+                        "(loss=margin) or logits / T"
+                    ),
+                }
+            )
+    return warnings
+
+
+def _budget_key(settings: Mapping[str, Any], row: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    if row.get("eps") is None:
+        return None
+    return (round(float(row["eps"]), 12), settings.get("eps_unit"), settings.get("norm", "linf"), bool(settings.get("targeted")))
+
+
+def _weaker_beats_stronger(model: str, attacks: Mapping[str, Any], limits: Thresholds) -> list[dict[str, Any]]:
+    cells: dict[tuple[Any, ...], list[tuple[str, int, Mapping[str, Any]]]] = {}
+    for name, block in attacks.items():
+        settings = block.get("settings", {})
+        if settings.get("targeted"):
+            continue
+        for row in block.get("rows", []):
+            key = _budget_key(settings, row)
+            if key is None or key[0] <= 0 or row.get("top1_acc") is None:
+                continue
+            strength = attack_strength(settings, key[0])
+            if strength is not None:
+                cells.setdefault(key, []).append((name, strength, row))
+    warnings = []
+    for (eps, *_), entries in sorted(cells.items(), key=lambda item: item[0][0]):
+        for strong, strong_steps, strong_row in entries:
+            # the weaker attack that did most damage, if it clearly beats this one
+            beaten_by = [
+                (weak_row["top1_acc"], weak, weak_steps, weak_row)
+                for weak, weak_steps, weak_row in entries
+                if weak_steps < strong_steps
+                and strong_row["top1_acc"] - weak_row["top1_acc"] > _gap(weak_row, strong_row, limits.tolerance)
+            ]
+            if beaten_by:
+                _, weak, weak_steps, weak_row = min(beaten_by, key=lambda item: item[0])
+                warnings.append(
+                    {
+                        "model": model,
+                        "check": "weaker_beats_stronger",
+                        "attack": strong,
+                        "message": (
+                            f"{weak} ({weak_steps} gradient step{'s' if weak_steps > 1 else ''}) beats {strong} "
+                            f"({strong_steps} steps) at eps {eps:g}: accuracy {weak_row['top1_acc']:.2%} vs "
+                            f"{strong_row['top1_acc']:.2%}; the stronger attack's gradients mislead it (masking)"
+                        ),
+                    }
+                )
+    return warnings
+
+
+def _no_fall(model: str, evaluation: Mapping[str, Any], limits: Thresholds) -> list[dict[str, Any]]:
+    clean = (evaluation.get("clean") or {}).get("top1_acc")
+    warnings = []
+    for name, block in evaluation.get("attacks", {}).items():
+        settings = block.get("settings", {})
+        if settings.get("targeted"):
+            continue
+        rows = sorted(
+            (r for r in block.get("rows", []) if r.get("eps") is not None and r.get("top1_acc") is not None),
+            key=lambda r: r["eps"],
+        )
+        if not rows:
+            continue
+        message = None
+        largest = rows[-1]
+        plain_linf = settings.get("eps_unit", "pixel") == "pixel" and settings.get("norm", "linf") == "linf"
+        if (
+            clean
+            and plain_linf
+            and largest["eps"] >= limits.large_linf - 1e-9
+            and largest["top1_acc"] > limits.no_fall_share * clean
+        ):
+            message = (
+                f"{name}: accuracy is still {largest['top1_acc']:.2%} at eps {largest['eps']:g} (clean {clean:.2%}); "
+                "it should fall towards 0 as eps grows large (gradient masking, or a too weak attack)"
+            )
+        else:
+            for before, after in zip(rows, rows[1:]):
+                if after["top1_acc"] - before["top1_acc"] > _gap(before, after, limits.tolerance):
+                    message = (
+                        f"{name}: accuracy rises from {before['top1_acc']:.2%} at eps {before['eps']:g} to "
+                        f"{after['top1_acc']:.2%} at eps {after['eps']:g}; a larger budget should never help the "
+                        "model (gradient masking, or a too weak attack)"
+                    )
+                    break
+        if message:
+            warnings.append({"model": model, "check": "no_fall", "attack": name, "message": message})
+    return warnings
+
+
+def masking_warnings(evaluation: Mapping[str, Any], model: str = "model", limits: Thresholds = Thresholds()) -> list[dict[str, Any]]:
+    """All warnings for one model's ``evaluation`` block (``{"clean": …, "attacks": …}``)."""
+    attacks = evaluation.get("attacks", {})
+    return [
+        *_zero_gradient(model, attacks, limits),
+        *_weaker_beats_stronger(model, attacks, limits),
+        *_no_fall(model, evaluation, limits),
+    ]
+
+
+def add_warnings(results: dict[str, Any], limits: Thresholds = Thresholds()) -> list[dict[str, Any]]:
+    """Put every model's warnings into ``results["warnings"]``; returns them."""
+    warnings = [
+        warning
+        for label, entry in results.get("models", {}).items()
+        for warning in masking_warnings(entry.get("evaluation", {}), label, limits)
+    ]
+    results["warnings"] = warnings
+    return warnings
+
+
+def format_warnings(warnings: list[Mapping[str, Any]]) -> str:
+    """One line per warning, for the end of a run's console output."""
+    return "\n".join(f"WARNING {w['model']}: {w['message']}" for w in warnings)
