@@ -6,5 +6,6 @@ leaves gradients on the model's parameters, or changes the model's train/eval mo
 
 from advlab.attacks.base import Attack
 from advlab.attacks.fgsm import FGSM, fgsm
+from advlab.attacks.patch import PatchAttack, paste, paste_random
 
-__all__ = ["Attack", "FGSM", "fgsm"]
+__all__ = ["Attack", "FGSM", "PatchAttack", "fgsm", "paste", "paste_random"]
