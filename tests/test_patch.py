@@ -201,3 +201,15 @@ def test_pivot_table_puts_classes_down_and_sizes_across():
     assert any(line.split("|")[1].strip() == "toaster" and "50.00" in line and "90.00" in line for line in lines)
     assert any(line.split("|")[1].strip() == "piggy bank" and "25.00" in line and "–" in line for line in lines)
     assert "450, × 4 random placements" in text
+
+
+def test_patch_file_globs_expand_in_order_and_an_empty_match_fails(tmp_path):
+    for name in ("b_3_8.pt", "a_3_8.pt"):
+        save_patch(tmp_path / name, torch.rand(1, 8, 8), 3, "3")
+    attack = PatchAttack(patch_file=[str(tmp_path / "*.pt"), str(tmp_path / "a_3_8.pt")])
+    assert [p.rsplit("/", 1)[-1] for p in attack.patch_files] == ["a_3_8.pt", "b_3_8.pt"]
+    with pytest.raises(AdvlabError, match="matches no file"):
+        PatchAttack(patch_file=str(tmp_path / "nothing_*.pt"))
+    (tmp_path / "other.pt").write_bytes(b"not a patch")
+    with pytest.raises(AdvlabError, match="cannot read patch file"):
+        load_patch(tmp_path / "other.pt")

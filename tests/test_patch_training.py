@@ -158,6 +158,7 @@ def test_pipeline_trains_saves_and_a_reloaded_patch_gives_the_same_rates(make_cf
     entry = first["models"]["undefended"]
     [row] = entry["evaluation"]["attacks"]["patch"]["rows"]
     out = Path(entry["training"]["checkpoint"]).parent
+    assert Path(row["patch_file"]).name == "mnist_cnn_3_8.pt"
     assert row["target"] == "3" and row["patch_size"] == 8 and row["source"] == "trained" and row["train_images"] == 270
     assert row["n_images"] == row["n"] / 4 and 0 <= row["target_rate"] <= row["target_top5_rate"] <= 1
     for key in ("patch_file", "patch_png", "top5_figure", "training_csv"):
@@ -171,13 +172,14 @@ def test_pipeline_trains_saves_and_a_reloaded_patch_gives_the_same_rates(make_cf
         make_cfg(
             "attack=patch",
             f"model.checkpoint={entry['training']['checkpoint']}",
-            f"attack.patch.patch_file={row['patch_file']}",
+            f"attack.patch.patch_file={out}/patches/*/mnist_cnn_*.pt",  # a glob: every patch of that run
             "attack.patch.eval_batch_size=100",
             f"paths.output_dir={tmp_path / 'transfer'}",
         )
     )
     [reloaded] = again["models"]["undefended"]["evaluation"]["attacks"]["patch"]["rows"]
-    assert reloaded["source"] == row["patch_file"] and reloaded["target_index"] == 3
+    assert reloaded["source"] == row["patch_file"] and reloaded["target_index"] == 3 and reloaded["trained_on"] == "mnist_cnn"
+    assert "patch_file" not in reloaded and reloaded["train_images"] is None
     for key in ("n_images", "n", "target_rate", "target_top5_rate", "clean_top1_acc", "top1_acc"):
         assert reloaded[key] == row[key], key
 

@@ -17,6 +17,7 @@ stack several patches on one image. Here each placement starts from the clean im
 from __future__ import annotations
 
 import difflib
+import glob
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -310,7 +311,7 @@ def load_patch(path: str | Path) -> dict[str, Any]:
     "target_name", …}``."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise AdvlabError(f"patch file {str(path)!r} does not exist: give the patch_*.pt a previous run wrote (attack.patch.patch_file)")
+        raise AdvlabError(f"patch file {str(path)!r} does not exist: give a <model>_<class>_<size>.pt a patch run wrote under patches/ (attack.patch.patch_file)")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -324,6 +325,20 @@ def load_patch(path: str | Path) -> dict[str, Any]:
 
 
 # --- the config-built attack ------------------------------------------------------------------
+
+
+def expand_patch_files(patterns: Sequence[str]) -> list[str]:
+    """Paths, with glob patterns expanded in sorted order; a pattern that matches nothing fails."""
+    files: list[str] = []
+    for pattern in map(str, patterns):
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(str(Path(pattern).expanduser()), recursive=True))
+            if not matches:
+                raise AdvlabError(f"attack.patch.patch_file pattern {pattern!r} matches no file: check the run folder")
+            files.extend(matches)
+        else:
+            files.append(pattern)
+    return list(dict.fromkeys(files))
 
 
 OptimizerFactory = Any  # a callable taking the parameter list (a functools.partial of a torch optimizer)
@@ -362,7 +377,8 @@ class PatchAttack:
         scale: ``[low, high]`` random scale of the patch per image (training and evaluation), or None.
         rotation: random rotation in ±degrees per image, 0 for none.
         loss: ``ce`` (the reference's cross-entropy towards the target) or ``margin``.
-        patch_file: a saved patch ``.pt`` (or a list) to evaluate without training.
+        patch_file: a saved patch ``.pt``, a glob pattern (``…/*/patches/*/resnet101_*.pt``) or a
+            list of them: patches to evaluate without training.
         example_count: held-out images drawn with their top-5 bars (the paper's Figs 4–6).
         seed: seed of the evaluation placements (the same seed gives the same placements).
     """
@@ -391,7 +407,7 @@ class PatchAttack:
         self.targets = _as_list(target)
         # a list of numbers is several square sizes; a rectangle is a nested pair: [[h, w]]
         self.sizes = [as_size(s) for s in _as_list(patch_size)]
-        self.patch_files = [str(p) for p in _as_list(patch_file)]
+        self.patch_files = expand_patch_files(_as_list(patch_file))
         if not self.patch_files and not self.targets:
             raise AdvlabError("attack.patch.target is empty: give a class name or index, e.g. target=toaster")
         self.optimizer = optimizer if optimizer is not None else default_optimizer()

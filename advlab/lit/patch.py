@@ -313,8 +313,8 @@ def _num_classes(model: nn.Module, datamodule: Any, class_names: Sequence[str] |
 
 
 def _plan(attack: PatchAttack, class_names: Sequence[str] | None, num_classes: int, image_shape: Sequence[int]) -> list[dict[str, Any]]:
-    """Every patch this job handles, checked before any training starts."""
-    plan = []
+    """Every patch this job handles (each target × size once), checked before any training."""
+    plan: dict[tuple[Any, ...], dict[str, Any]] = {}
     for path in attack.patch_files:
         data = load_patch(path)
         stored_name, stored_index = data.get("target_name"), int(data["target_index"])
@@ -325,14 +325,14 @@ def _plan(attack: PatchAttack, class_names: Sequence[str] | None, num_classes: i
         if pixels.shape[0] != image_shape[0]:
             raise AdvlabError(f"patch file {path!r} has {pixels.shape[0]} channels, the images have {image_shape[0]}")
         attack.check_image(size, image_shape)
-        plan.append({"target_index": index, "target": name or str(index), "size": size, "pixels": pixels, "source": str(path), "trained_on": data.get("architecture")})
+        plan[(path,)] = {"target_index": index, "target": name or str(index), "size": size, "pixels": pixels, "source": str(path), "trained_on": data.get("architecture")}
     if not attack.patch_files:
         for target in attack.targets:
             index, name = resolve_target(target, class_names, num_classes)
             for size in attack.sizes:
                 attack.check_image(size, image_shape)
-                plan.append({"target_index": index, "target": name or str(index), "size": size, "pixels": None, "source": "trained", "trained_on": None})
-    return plan
+                plan[(index, size)] = {"target_index": index, "target": name or str(index), "size": size, "pixels": None, "source": "trained", "trained_on": None}
+    return list(plan.values())
 
 
 def _top5_panels(examples: dict[str, Any], names: Sequence[str], target: str) -> list[dict[str, Any]]:
@@ -361,10 +361,11 @@ def _size_label(size: tuple[int, int]) -> int | str:
 def evaluate_patch(cfg: DictConfig, label: str, model: nn.Module, name: str, attack: PatchAttack, datamodule: L.LightningDataModule) -> dict[str, Any]:
     """Train (or load) every patch the attack asks for and evaluate each on held-out images.
 
-    Writes under ``<output_dir>/patches/<label>/``: per patch ``<class>_<size>.pt`` (pixels and
-    target, for transfer runs) and ``.png`` (the patch itself), ``_top5.png`` (patched images
-    with their top-5 bars, the paper's Figs 4–6) and ``_training.csv`` (loss and target rate
-    per epoch); for the whole job ``patches.png`` (the paper's Fig. 3) and ``table.md`` (top-1
+    Writes under ``<output_dir>/patches/<label>/``, per patch ``<model>_<class>_<size>`` (the
+    model the patch was trained on): ``.pt`` (pixels and target, for transfer runs) and
+    ``.png`` (the patch itself) for trained patches, ``_training.csv`` (loss and target rate
+    per epoch) and ``_top5.png`` (patched held-out images with their top-5 bars, the paper's
+    Figs 4–6); for the whole job ``patches.png`` (the paper's Fig. 3) and ``table.md`` (top-1
     and top-5 target rates, class × size: the paper's Tables VII–XII).
     """
     from advlab.patch_report import patch_tables, plot_patches, save_patch_png
@@ -385,7 +386,9 @@ def evaluate_patch(cfg: DictConfig, label: str, model: nn.Module, name: str, att
     rows, drawn = [], []
     for item in plan:
         size = item["size"]
-        stem = f"{slug(item['target'])}_{_size_label(size)}"
+        trained = item["source"] == "trained"
+        origin = (architecture if trained else item["trained_on"]) or "model"
+        stem = f"{slug(origin)}_{slug(item['target'])}_{_size_label(size)}"
         stage = f"patch_{label}_{stem}"
         history: list[dict[str, float]] = []
         pixels = item["pixels"]
@@ -404,18 +407,18 @@ def evaluate_patch(cfg: DictConfig, label: str, model: nn.Module, name: str, att
             "target_index": item["target_index"],
             "patch_size": _size_label(size),
             "source": item["source"],
-            "trained_on": item["trained_on"] or (architecture if item["source"] == "trained" else None),
-            "train_images": len(train_part) if item["source"] == "trained" else None,
+            "trained_on": architecture if trained else item["trained_on"],
+            "train_images": len(train_part) if trained else None,
             **metrics,
         }
         if history:
             row.update({"final_loss": history[-1]["loss"], "final_train_target_rate": history[-1]["target_rate"]})
         if trainer.is_global_zero:
             out_dir.mkdir(parents=True, exist_ok=True)
-            row["patch_file"] = str(
-                save_patch(out_dir / f"{stem}.pt", pixels, item["target_index"], item["target"] if class_names else None, patch_size=list(size), architecture=row["trained_on"])
-            )
-            row["patch_png"] = str(save_patch_png(out_dir / f"{stem}.png", pixels))
+            if trained:  # a loaded patch is already on disk: its row names the file it came from
+                target_name = item["target"] if class_names else None
+                row["patch_file"] = str(save_patch(out_dir / f"{stem}.pt", pixels, item["target_index"], target_name, patch_size=list(size), architecture=architecture))
+                row["patch_png"] = str(save_patch_png(out_dir / f"{stem}.png", pixels))
             if history:
                 row["training_csv"] = str(write_csv(out_dir / f"{stem}_training.csv", history))
             if examples:
@@ -426,7 +429,7 @@ def evaluate_patch(cfg: DictConfig, label: str, model: nn.Module, name: str, att
         log.info("%s: %s %s px: target rate top-1 %.4f, top-5 %.4f", label, item["target"], row["patch_size"], metrics["target_rate"] or 0, metrics["target_top5_rate"] or 0)
 
     if rows and trainer.is_global_zero:
-        plot_patches(drawn, out_dir / "patches.png", title=f"{label}: trained patches")
+        plot_patches(drawn, out_dir / "patches.png", title=f"{label}: patches")
         table_rows = [{"model": label, "architecture": architecture, "attack": name, **r} for r in rows]
         write_text(out_dir / "table.md", patch_tables(table_rows) + "\n")
     return {"settings": attack.settings(), "rows": rows}
