@@ -74,11 +74,12 @@ def check_fits(size: tuple[int, int], image_hw: Sequence[int], scale: Sequence[f
     largest = max(scale) if scale else 1.0
     need_h, need_w = _bounding_box(size, largest, rotation)
     if need_h > image_h + 1e-6 or need_w > image_w + 1e-6:
-        extra = "" if (largest == 1.0 and not rotation) else f" (at scale {largest:g}, rotated up to {rotation:g}°: {need_h:.1f}×{need_w:.1f} px)"
-        raise AdvlabError(
-            f"patch {size[0]}×{size[1]} px is larger than the {image_h}×{image_w} px images{extra}: "
-            f"use attack.patch.patch_size <= {min(image_h, image_w)}"
-        )
+        if largest == 1.0 and not rotation:
+            extra, fix = "", f"use attack.patch.patch_size <= {min(image_h, image_w)}"
+        else:
+            extra = f" (at scale {largest:g}, rotated up to {rotation:g}°: {need_h:.1f}×{need_w:.1f} px)"
+            fix = "use a smaller attack.patch.patch_size, scale or rotation"
+        raise AdvlabError(f"patch {size[0]}×{size[1]} px is larger than the {image_h}×{image_w} px images{extra}: {fix}")
 
 
 def _bounding_box(size: tuple[int, int], scale: float, rotation: float) -> tuple[float, float]:

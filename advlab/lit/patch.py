@@ -319,7 +319,10 @@ def _plan(attack: PatchAttack, class_names: Sequence[str] | None, num_classes: i
         data = load_patch(path)
         stored_name, stored_index = data.get("target_name"), int(data["target_index"])
         # by name when both sides have names (class orders may differ between label sets)
-        index, name = resolve_target(stored_name if (stored_name and class_names) else stored_index, class_names, num_classes)
+        try:
+            index, name = resolve_target(stored_name if (stored_name and class_names) else stored_index, class_names, num_classes)
+        except AdvlabError as error:
+            raise AdvlabError(f"patch file {path!r} targets a class this model lacks: {error}") from None
         pixels = data["pixels"]
         size = (int(pixels.shape[-2]), int(pixels.shape[-1]))
         if pixels.shape[0] != image_shape[0]:
@@ -422,7 +425,7 @@ def evaluate_patch(cfg: DictConfig, label: str, model: nn.Module, name: str, att
             if history:
                 row["training_csv"] = str(write_csv(out_dir / f"{stem}_training.csv", history))
             if examples:
-                title = f"{label}: {item['target']} patch, {size[0]}×{size[1]} px"
+                title = f"{label}: {item['target']} patch, {size[0]}×{size[1]} px" + ("" if trained else f" (trained on {origin})")
                 row["top5_figure"] = str(plot_top5(_top5_panels(examples, names, item["target"]), out_dir / f"{stem}_top5.png", title=title))
         drawn.append({"pixels": pixels, "target": item["target"], "patch_size": row["patch_size"]})
         rows.append(row)
