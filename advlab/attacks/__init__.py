@@ -7,6 +7,7 @@ leaves gradients on the model's parameters, or changes the model's train/eval mo
 from advlab.attacks.base import Attack
 from advlab.attacks.cw import CarliniWagnerL2, cw
 from advlab.attacks.fgsm import FGSM, fgsm
+from advlab.attacks.patch import PatchAttack, paste, paste_random
 from advlab.attacks.pgd import PGD, pgd
 
-__all__ = ["Attack", "CarliniWagnerL2", "FGSM", "PGD", "cw", "fgsm", "pgd"]
+__all__ = ["Attack", "CarliniWagnerL2", "FGSM", "PGD", "PatchAttack", "cw", "fgsm", "paste", "paste_random", "pgd"]
