@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from advlab.config import instantiate
 from advlab.diagnostics import add_warnings, format_warnings
 from advlab.io import write_csv, write_json, write_text
 from advlab.pipeline.defended import prepare_models
-from advlab.pipeline.evaluate import build_attacks, evaluate_models
+from advlab.pipeline.evaluate import build_attacks, evaluate_models, preflight
 from advlab.plots import plot_accuracy_vs_eps, plot_examples
 from advlab.tables import accuracy_table, result_rows
 from advlab.tracking import track_job
@@ -46,6 +47,20 @@ def machine() -> str:
     return f"CPU {platform.machine()} × {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
+def code_version() -> str | None:
+    """The git commit the job ran (``+dirty`` with uncommitted changes), when run from a checkout."""
+    from advlab.config import PACKAGE_DIR
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 @track_job
 def run(cfg: DictConfig) -> dict[str, Any]:
     started = time.time()
@@ -55,6 +70,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     attacks = build_attacks(cfg)
     datamodule = instantiate(cfg.data)
+    preflight(cfg, attacks, datamodule)
     models, training = prepare_models(cfg, datamodule)
     evaluation, examples, is_global_zero = evaluate_models(cfg, models, attacks, datamodule)
 
@@ -63,6 +79,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "task_name": cfg.get("task_name"),
         "overrides": job_overrides(),
         "machine": machine(),
+        "code_version": code_version(),
         "models": {
             label: {
                 "architecture": (training.get(label) or {}).get("architecture", cfg.model.get("name")),
@@ -95,7 +112,7 @@ def write_outputs(out_dir: Path, results: dict[str, Any], examples: dict[str, An
         "results_csv": write_csv(out_dir / "results.csv", rows),
         "results_md": write_text(out_dir / "results.md", accuracy_table(rows) + "\n"),
     }
-    if any(r["attack"] != "none" for r in rows):
+    if any(r["attack"] != "none" and r.get("eps") is not None for r in rows):
         files["accuracy_plot"] = plot_accuracy_vs_eps(rows, out_dir / "accuracy_vs_eps.png")
     for label, example in examples.items():
         if example:

@@ -153,6 +153,13 @@ def test_bad_targets_fail_before_any_training(trained_cnn, mnist_dir, make_cfg, 
     assert not (Path(cfg.paths.output_dir) / "patches").exists()
 
 
+def test_a_bad_target_stops_the_run_before_the_classifier_is_trained(make_cfg):
+    cfg = make_cfg("attack=patch", "attack.patch.target=seven")
+    with pytest.raises(AdvlabError, match="unknown target class 'seven'"):
+        run(cfg)
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
+
+
 def test_pipeline_trains_saves_and_a_reloaded_patch_gives_the_same_rates(make_cfg, tmp_path):
     first = run(make_cfg("attack=patch", "attack.patch.target=3", "attack.patch.patch_size=8", "attack.patch.epochs=1", "attack.patch.eval_batch_size=100"))
     entry = first["models"]["undefended"]

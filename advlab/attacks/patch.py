@@ -386,6 +386,7 @@ class PatchAttack:
 
     name = "patch"
     evaluator = "advlab.lit.patch.evaluate_patch"
+    preflight = "advlab.lit.patch.preflight_patch"
 
     def __init__(
         self,

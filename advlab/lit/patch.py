@@ -361,6 +361,17 @@ def _size_label(size: tuple[int, int]) -> int | str:
     return size[0] if size[0] == size[1] else f"{size[0]}x{size[1]}"
 
 
+def preflight_patch(cfg: DictConfig, name: str, attack: PatchAttack, datamodule: L.LightningDataModule) -> None:
+    """Check the targets, patch sizes and patch files against the data before any model is
+    trained, so a typo in a class name fails in seconds, not after the classifier's training.
+    (The evaluator checks again against the model's own class names.)"""
+    class_names = getattr(datamodule, "class_names", None)
+    dataset = evaluation_dataset(datamodule)
+    num_classes = getattr(datamodule, "num_classes", None) or (len(class_names) if class_names else None)
+    if num_classes:
+        _plan(attack, class_names, int(num_classes), tuple(dataset[0][0].shape))
+
+
 def evaluate_patch(cfg: DictConfig, label: str, model: nn.Module, name: str, attack: PatchAttack, datamodule: L.LightningDataModule) -> dict[str, Any]:
     """Train (or load) every patch the attack asks for and evaluate each on held-out images.
 
