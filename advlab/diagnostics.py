@@ -21,12 +21,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from advlab.errors import AdvlabError
+
+
 @dataclass(frozen=True)
 class Thresholds:
     zero_grad_share: float = 0.05  # warn when at least 5 % of the gradients are exactly zero
     tolerance: float = 0.02  # accuracy gap that counts, on top of two standard errors
     large_linf: float = 0.3  # a "large" L∞ budget in [0, 1] pixel units (MNIST's standard)
     no_fall_share: float = 0.5  # at that budget, accuracy above this share of clean accuracy warns
+
+
+def thresholds(settings: Mapping[str, Any] | None) -> Thresholds:
+    """``Thresholds`` from the ``evaluation.diagnostics`` config section (missing keys: defaults)."""
+    known = set(Thresholds.__dataclass_fields__)
+    unknown = sorted(set(settings or {}) - known)
+    if unknown:
+        raise AdvlabError(f"unknown key evaluation.diagnostics.{unknown[0]}: use {', '.join(sorted(known))}")
+    return Thresholds(**{k: float(v) for k, v in (settings or {}).items()})
 
 
 def attack_strength(settings: Mapping[str, Any], eps: float) -> int | None:

@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig
 
 from advlab.config import instantiate
-from advlab.diagnostics import add_warnings, format_warnings
+from advlab.diagnostics import add_warnings, format_warnings, thresholds
 from advlab.io import write_csv, write_json, write_text
 from advlab.pipeline.defended import prepare_models
 from advlab.pipeline.evaluate import build_attacks, evaluate_models, preflight
@@ -90,7 +90,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             for label in models
         },
     }
-    add_warnings(results)  # gradient-masking checks (advlab/diagnostics.py)
+    add_warnings(results, thresholds((cfg.get("evaluation") or {}).get("diagnostics")))  # gradient-masking checks (advlab/diagnostics.py)
     if not is_global_zero:  # under DDP only rank 0 writes
         return results
     results["files"] = write_outputs(out_dir, results, examples, getattr(datamodule, "class_names", None))

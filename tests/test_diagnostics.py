@@ -159,3 +159,13 @@ def test_a_real_distilled_network_trips_the_masking_warnings(make_cfg, capsys):
     assert "WARNING distilled: fgsm:" in printed
     rows = results["models"]["distilled"]["evaluation"]["attacks"]
     assert rows["fgsm_temperature"]["rows"][-1]["top1_acc"] < rows["fgsm"]["rows"][-1]["top1_acc"] - 0.3
+
+
+def test_thresholds_come_from_the_config_and_unknown_keys_are_refused():
+    from advlab.diagnostics import Thresholds, thresholds
+    from advlab.errors import AdvlabError
+
+    assert thresholds(None) == Thresholds()
+    assert thresholds({"zero_grad_share": 0.5}).zero_grad_share == 0.5
+    with pytest.raises(AdvlabError, match="unknown key evaluation.diagnostics.zero_grad"):
+        thresholds({"zero_grad": 0.5})
