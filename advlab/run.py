@@ -119,6 +119,9 @@ def write_outputs(out_dir: Path, results: dict[str, Any], examples: dict[str, An
             names = class_names or [str(i) for i in range(int(example["labels"].max()) + 1)]
             files[f"examples_{label}"] = plot_examples(example, names, out_dir / f"examples_{label}.png")
     for label, entry in results["models"].items():
+        for attack, block in entry["evaluation"].get("attacks", {}).items():
+            # files an attack's own evaluator wrote (a patch's table and figure)
+            files.update({f"{attack}_{what}_{label}": path for what, path in (block.get("files") or {}).items()})
         training = entry.get("training") or {}
         if training.get("loss_plot"):
             files[f"loss_plot_{label}"] = training["loss_plot"]

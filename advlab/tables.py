@@ -78,10 +78,11 @@ def format_table(
 def accuracy_table(rows: Iterable[Mapping[str, Any]]) -> str:
     """The run summary: per model and attack, accuracy and error per eps, in percent."""
     rows = list(rows)
-    columns = ["model", "attack", "eps", "eps_unit", "correct", "n", "top1_acc", "top5_acc", "top1_err", "top5_err"]
+    # target and patch_size identify a patch row (a patch attack has no eps)
+    columns = ["model", "attack", "target", "patch_size", "eps", "eps_unit", "correct", "n", "top1_acc", "top5_acc", "top1_err", "top5_err"]
     optional = [
         c
-        for c in ("target_rate", "zero_grad_share", "success_rate", "median_l2", "max_l2")
+        for c in ("target_rate", "target_top5_rate", "zero_grad_share", "success_rate", "median_l2", "max_l2")
         if any(r.get(c) is not None for r in rows)
     ]
     columns = [c for c in columns if any(r.get(c) is not None for r in rows)] + optional
@@ -91,6 +92,7 @@ def accuracy_table(rows: Iterable[Mapping[str, Any]]) -> str:
         "top1_err": "top-1 err %",
         "top5_err": "top-5 err %",
         "target_rate": "target %",
+        "target_top5_rate": "target top-5 %",
         "zero_grad_share": "zero-grad %",
         "success_rate": "success %",
     }

@@ -442,8 +442,9 @@ def evaluate_patch(cfg: DictConfig, label: str, model: nn.Module, name: str, att
         rows.append(row)
         log.info("%s: %s %s px: target rate top-1 %.4f, top-5 %.4f", label, item["target"], row["patch_size"], metrics["target_rate"] or 0, metrics["target_top5_rate"] or 0)
 
+    files = {}
     if rows and trainer.is_global_zero:
-        plot_patches(drawn, out_dir / "patches.png", title=f"{label}: patches")
+        files["patches_figure"] = str(plot_patches(drawn, out_dir / "patches.png", title=f"{label}: patches"))
         table_rows = [{"model": label, "architecture": architecture, "attack": name, **r} for r in rows]
-        write_text(out_dir / "table.md", patch_tables(table_rows) + "\n")
-    return {"settings": attack.settings(), "rows": rows}
+        files["patch_table"] = str(write_text(out_dir / "table.md", patch_tables(table_rows) + "\n"))
+    return {"settings": attack.settings(), "rows": rows, "files": files}
