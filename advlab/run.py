@@ -48,7 +48,8 @@ def machine() -> str:
 
 
 def code_version() -> str | None:
-    """The git commit the job ran (``+dirty`` with uncommitted changes), when run from a checkout."""
+    """The git commit the job ran (``+dirty`` with uncommitted changes to the code or configs),
+    when run from a checkout. Read when the job starts: that is the code Python loaded."""
     from advlab.config import PACKAGE_DIR
 
     def git(*args: str) -> str:
@@ -56,7 +57,7 @@ def code_version() -> str | None:
 
     try:
         commit = git("rev-parse", "--short=12", "HEAD")
-        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", "advlab", "conf") else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -64,6 +65,7 @@ def code_version() -> str | None:
 @track_job
 def run(cfg: DictConfig) -> dict[str, Any]:
     started = time.time()
+    version = code_version()
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.get("seed", 0), workers=True, verbose=False)
@@ -79,7 +81,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "task_name": cfg.get("task_name"),
         "overrides": job_overrides(),
         "machine": machine(),
-        "code_version": code_version(),
+        "code_version": version,
         "models": {
             label: {
                 "architecture": (training.get(label) or {}).get("architecture", cfg.model.get("name")),
