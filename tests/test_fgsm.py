@@ -113,6 +113,7 @@ def test_targeted_moves_towards_target(trained_cnn, test_batch):
         ({"eps": 0.1, "loss": "hinge"}, "unknown attack loss 'hinge'"),
         ({"eps": 0.1, "eps_unit": "percent"}, "unknown eps_unit 'percent'"),
         ({"eps": 0.1, "temperature": 0}, "temperature must be > 0"),
+        ({"eps": 0.1, "max_samples": 0}, "max_samples must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_arguments_raise_one_line(kwargs, message):

@@ -61,3 +61,11 @@ def test_gradients_are_real_inside_the_lightning_test_loop(make_cfg):
     assert row["zero_grad_share"] == 0.0
     assert row["top1_acc"] < results["models"]["undefended"]["evaluation"]["clean"]["top1_acc"] - 0.2
     assert torch.is_grad_enabled()
+
+
+def test_max_samples_limits_an_attack_to_the_first_images(make_cfg):
+    results = run(make_cfg("attack.fgsm.eps=[0.1]", "attack.fgsm.max_samples=120", "logger=none"))
+    evaluation = results["models"]["undefended"]["evaluation"]
+    assert evaluation["clean"]["n"] == 300  # the clean pass still sees the whole test subset
+    [row] = evaluation["attacks"]["fgsm"]["rows"]
+    assert row["n"] == 120 and evaluation["attacks"]["fgsm"]["settings"]["max_samples"] == 120

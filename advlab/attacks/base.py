@@ -36,6 +36,17 @@ def as_eps_list(eps: float | Sequence[float]) -> tuple[list[float], bool]:
     return checked, single
 
 
+def check_count(value: int, what: str = "steps", example: int = 40) -> int:
+    """A positive whole number; ``what`` names the setting in the message, ``example`` a sensible value."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise AdvlabError(f"{what} must be an integer >= 1, got {value!r}: e.g. {what}={example}") from None
+    if number < 1 or number != value:
+        raise AdvlabError(f"{what} must be an integer >= 1, got {value!r}: e.g. {what}={example}")
+    return number
+
+
 def check_eps_unit(unit: str) -> str:
     if unit not in EPS_UNITS:
         raise AdvlabError(f"unknown eps_unit {unit!r}: use 'pixel' ([0, 1] images) or 'normalized'")
@@ -126,6 +137,7 @@ class Attack:
         targeted: bool = False,
         loss: str = "ce",
         temperature: float = 1.0,
+        max_samples: int | None = None,
     ):
         self.eps_values, self._single = as_eps_list(eps)
         self.eps_unit = check_eps_unit(eps_unit)
@@ -133,6 +145,8 @@ class Attack:
         self.targeted = bool(targeted)
         self.loss = check_loss(loss)
         self.temperature = check_temperature(temperature)
+        # evaluate on the first N test images only (a compute budget); the result rows state n
+        self.max_samples = None if max_samples is None else check_count(max_samples, "max_samples", 1000)
         self.last_zero_grad: torch.Tensor | None = None
 
     @property
@@ -160,6 +174,7 @@ class Attack:
             "targeted": self.targeted,
             "loss": self.loss,
             "temperature": self.temperature,
+            "max_samples": self.max_samples,
         }
 
     def __repr__(self) -> str:

@@ -21,9 +21,8 @@ import math
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, eval_mode, require_gradients
+from advlab.attacks.base import Attack, check_count, eval_mode, require_gradients
 from advlab.attacks.losses import check_confidence, cw_objective, reached
-from advlab.attacks.pgd import check_steps
 from advlab.errors import AdvlabError
 
 # Keeps atanh finite at pixels that are exactly 0 or 1.
@@ -71,19 +70,18 @@ class CarliniWagnerL2(Attack):
         max_samples: int | None = None,
     ):
         # The margin is CW's loss; the image is boxed by tanh, which is a clamp to [0, 1].
-        super().__init__(0.0, "pixel", True, targeted, "margin", temperature)
+        super().__init__(0.0, "pixel", True, targeted, "margin", temperature, max_samples)
         self.eps_values = [None]  # unbounded: one result per sample, the closest adversarial found
         self.confidence = check_confidence(confidence)
         if not float(initial_const) > 0:
             raise AdvlabError(f"initial_const must be > 0, got {initial_const}: e.g. initial_const=0.01")
         self.initial_const = float(initial_const)
-        self.binary_search_steps = check_steps(binary_search_steps, "binary_search_steps", 5)
-        self.steps = check_steps(steps, "steps", 100)
+        self.binary_search_steps = check_count(binary_search_steps, "binary_search_steps", 5)
+        self.steps = check_count(steps, "steps", 100)
         if not float(lr) > 0:
             raise AdvlabError(f"lr must be > 0, got {lr}: e.g. lr=0.01")
         self.lr = float(lr)
         self.abort_early = bool(abort_early)
-        self.max_samples = None if max_samples is None else check_steps(max_samples, "max_samples", 200)
         self.last_success: torch.Tensor | None = None
         self.last_l2: torch.Tensor | None = None
 
@@ -145,7 +143,6 @@ class CarliniWagnerL2(Attack):
             "steps": self.steps,
             "lr": self.lr,
             "abort_early": self.abort_early,
-            "max_samples": self.max_samples,
         }
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, eval_mode, input_gradient, pixel_budget, zero_gradient_mask
+from advlab.attacks.base import Attack, check_count, eval_mode, input_gradient, pixel_budget, zero_gradient_mask
 from advlab.attacks.losses import attack_loss
 from advlab.errors import AdvlabError
 
@@ -30,17 +30,6 @@ def check_norm(norm: str) -> str:
     if norm not in NORMS:
         raise AdvlabError(f"unknown norm {norm!r}: use 'linf' or 'l2'")
     return norm
-
-
-def check_steps(value: int, what: str = "steps", example: int = 40) -> int:
-    """A positive count; ``what`` names the setting in the message, ``example`` a sensible value."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise AdvlabError(f"{what} must be an integer >= 1, got {value!r}: e.g. {what}={example}") from None
-    if number < 1 or number != value:
-        raise AdvlabError(f"{what} must be an integer >= 1, got {value!r}: e.g. {what}={example}")
-    return number
 
 
 def _per_sample_l2(t: torch.Tensor) -> torch.Tensor:
@@ -102,16 +91,15 @@ class PGD(Attack):
         temperature: float = 1.0,
         max_samples: int | None = None,
     ):
-        super().__init__(eps, eps_unit, clamp, targeted, loss, temperature)
+        super().__init__(eps, eps_unit, clamp, targeted, loss, temperature, max_samples)
         self.norm = check_norm(norm)
-        self.steps = check_steps(steps, "steps")
-        self.restarts = check_steps(restarts, "restarts", 5)
+        self.steps = check_count(steps, "steps")
+        self.restarts = check_count(restarts, "restarts", 5)
         if step_size is not None and not float(step_size) >= 0:
             raise AdvlabError(f"step_size must be >= 0, got {step_size}: e.g. step_size=0.01, or null for 2.5·eps/steps")
         self.step_size = None if step_size is None else float(step_size)
         self.random_start = bool(random_start)
         self.seed = int(seed)
-        self.max_samples = None if max_samples is None else check_steps(max_samples, "max_samples", 1000)
 
     def step_for(self, eps: float) -> float:
         return self.step_size if self.step_size is not None else 2.5 * eps / self.steps
@@ -174,7 +162,6 @@ class PGD(Attack):
             "step_size": self.step_size,
             "random_start": self.random_start,
             "restarts": self.restarts,
-            "max_samples": self.max_samples,
         }
 
 

@@ -227,7 +227,7 @@ class AttackEvaluation(L.LightningModule):
 
     def _budget(self, name: str, attack: Attack, batch: int) -> int:
         """How many images of this batch the attack gets: all, or what is left of ``max_samples``."""
-        limit = getattr(attack, "max_samples", None)
+        limit = attack.max_samples
         count = batch if limit is None else max(0, min(batch, int(limit) - self._attacked[name]))
         self._attacked[name] += count
         return count
