@@ -9,6 +9,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from advlab.io import save_figure
+from advlab.tables import is_percent
 
 
 def plot_loss_curves(history: Sequence[Mapping[str, Any]], path: str | Path, title: str = "Training") -> Path:
@@ -26,26 +27,43 @@ def plot_loss_curves(history: Sequence[Mapping[str, Any]], path: str | Path, tit
     return save_figure(path, figure, dpi=120)
 
 
-def plot_accuracy_vs_eps(rows: Sequence[Mapping[str, Any]], path: str | Path, metric: str = "top1_acc") -> Path:
+def _series_label(row: Mapping[str, Any], parts: Sequence[str]) -> str:
+    named = ("sweep", "model", "attack", "defense", "target")
+    return " · ".join(f"{row[p]}" if p in named else f"{p}={row[p]}" for p in parts if row.get(p) is not None)
+
+
+def plot_vs(rows: Sequence[Mapping[str, Any]], x: str, metrics: Sequence[str], parts: Sequence[str], path: str | Path, title: str | None = None) -> Path | None:
+    """One panel per metric, ``metric`` against ``x``, one line per distinct value of ``parts``."""
+    metrics = [m for m in metrics if any(r.get(m) is not None for r in rows)]
+    points = [r for r in rows if r.get(x) is not None and r.get("attack") not in (None, "none")]
+    if not metrics or not points:
+        return None
+    figure = Figure(figsize=(5.2 * len(metrics), 3.9), layout="constrained")
+    axes_list = figure.subplots(1, len(metrics), squeeze=False)[0]
+    units = sorted({str(r.get("eps_unit")) for r in points if r.get("eps_unit")}) if x == "eps" else []
+    for axes, metric in zip(axes_list, metrics):
+        series: dict[str, list[tuple[float, float]]] = {}
+        for row in points:
+            if row.get(metric) is not None:
+                series.setdefault(_series_label(row, parts), []).append((float(row[x]), float(row[metric])))
+        for label, values in series.items():
+            values.sort()
+            axes.plot([v[0] for v in values], [v[1] for v in values], marker="o", label=label or None)
+        axes.set(xlabel=f"{x} ({'/'.join(units)} units)" if units else x.replace("_", " "), ylabel=metric.replace("_", " "), title=metric.replace("_", " "))
+        if is_percent(metric):
+            axes.set_ylim(-0.02, 1.02)
+        axes.grid(alpha=0.3)
+        if series:
+            axes.legend(fontsize=7)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return save_figure(path, figure, dpi=110)
+
+
+def plot_accuracy_vs_eps(rows: Sequence[Mapping[str, Any]], path: str | Path, metric: str = "top1_acc") -> Path | None:
     """Accuracy against eps, one line per (model, attack) (the paper's Figs 8 and 11)."""
-    figure = Figure(figsize=(5.5, 3.8), layout="constrained")
-    axes = figure.add_subplot()
-    series: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    units = set()
-    for row in rows:
-        if row.get("attack") in (None, "none") or row.get("eps") is None or row.get(metric) is None:
-            continue
-        series.setdefault((row["model"], row["attack"]), []).append((float(row["eps"]), float(row[metric])))
-        units.add(row.get("eps_unit") or "pixel")
-    for (model, attack), points in series.items():
-        points.sort()
-        label = attack if len({m for m, _ in series}) == 1 else f"{model} · {attack}"
-        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
-    axes.set(xlabel=f"eps ({'/'.join(sorted(units)) or 'pixel'} units)", ylabel=metric.replace("_", " "), ylim=(-0.02, 1.02))
-    axes.grid(alpha=0.3)
-    if series:
-        axes.legend()
-    return save_figure(path, figure, dpi=120)
+    parts = ("attack",) if len({r.get("model") for r in rows}) == 1 else ("model", "attack")
+    return plot_vs(rows, "eps", [metric], parts, path)
 
 
 def plot_examples(examples: Mapping[str, Any], class_names: Sequence[str], path: str | Path, attack: str | None = None) -> Path:

@@ -30,8 +30,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from advlab.errors import AdvlabError
-from advlab.io import save_figure, write_csv, write_text
-from advlab.tables import ROW_KEYS, format_table, result_rows
+from advlab.io import write_csv, write_text
+from advlab.plots import plot_vs
+from advlab.tables import ROW_KEYS, format_table, is_percent, result_rows
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +213,6 @@ def summary_rows(jobs: Sequence[Job]) -> list[dict[str, Any]]:
     return [{k: row.get(k) for k in ordered} for row in raw]
 
 
-def _is_percent(column: str) -> bool:
-    return column.endswith(("_acc", "_err", "_rate", "_share"))
-
-
 def _setting_columns(jobs: Sequence[Job]) -> set[str]:
     """Columns that come from attack settings (clamp, loss, steps…) rather than measurements."""
     return {
@@ -258,7 +255,7 @@ def markdown_columns(rows: Sequence[Mapping[str, Any]], jobs: Sequence[Job]) -> 
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    headers = {c: f"{c.replace('top1', 'top-1').replace('top5', 'top-5').replace('_', ' ')} %" for c in columns if _is_percent(c)}
+    headers = {c: f"{c.replace('top1', 'top-1').replace('top5', 'top-5').replace('_', ' ')} %" for c in columns if is_percent(c)}
     return format_table(rows, columns, headers, percent=headers)
 
 
@@ -277,40 +274,6 @@ def problems(jobs: Sequence[Job]) -> list[str]:
 
 
 # --- plots ----------------------------------------------------------------------------------
-
-
-def _series_label(row: Mapping[str, Any], parts: Sequence[str]) -> str:
-    named = ("sweep", "model", "attack", "defense", "target")
-    return " · ".join(f"{row[p]}" if p in named else f"{p}={row[p]}" for p in parts if row.get(p) is not None)
-
-
-def plot_vs(rows: Sequence[Mapping[str, Any]], x: str, metrics: Sequence[str], parts: Sequence[str], path: Path, title: str) -> Path | None:
-    """One panel per metric, ``metric`` against ``x``, one line per distinct value of ``parts``."""
-    from matplotlib.figure import Figure
-
-    metrics = [m for m in metrics if any(r.get(m) is not None for r in rows)]
-    points = [r for r in rows if r.get(x) is not None and r.get("attack") not in (None, "none")]
-    if not metrics or not points:
-        return None
-    figure = Figure(figsize=(5.2 * len(metrics), 3.9), layout="constrained")
-    axes_list = figure.subplots(1, len(metrics), squeeze=False)[0]
-    units = sorted({str(r.get("eps_unit")) for r in points if r.get("eps_unit")}) if x == "eps" else []
-    for axes, metric in zip(axes_list, metrics):
-        series: dict[str, list[tuple[float, float]]] = {}
-        for row in points:
-            if row.get(metric) is not None:
-                series.setdefault(_series_label(row, parts), []).append((float(row[x]), float(row[metric])))
-        for label, values in series.items():
-            values.sort()
-            axes.plot([v[0] for v in values], [v[1] for v in values], marker="o", label=label or None)
-        axes.set(xlabel=f"{x} ({'/'.join(units)} units)" if units else x.replace("_", " "), ylabel=metric.replace("_", " "), title=metric.replace("_", " "))
-        if _is_percent(metric):
-            axes.set_ylim(-0.02, 1.02)
-        axes.grid(alpha=0.3)
-        if series:
-            axes.legend(fontsize=7)
-    figure.suptitle(title, fontsize=10)
-    return save_figure(path, figure, dpi=110)
 
 
 def write_plots(rows: Sequence[Mapping[str, Any]], jobs: Sequence[Job], out: Path) -> dict[str, Path]:

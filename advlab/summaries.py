@@ -19,10 +19,8 @@ from typing import Any
 from advlab.errors import AdvlabError
 from advlab.io import write_csv, write_text
 from advlab.plots import plot_accuracy_vs_eps
-from advlab.tables import format_table, result_rows
+from advlab.tables import format_table, is_percent, result_rows
 
-# Metrics shown as percentages.
-SHARES = {"top1_acc", "top5_acc", "top1_err", "top5_err", "zero_grad_share", "success_rate", "target_rate"}
 
 
 def _same_eps(a: Any, b: Any) -> bool:
@@ -129,7 +127,7 @@ def robustness_report(
                 notes.setdefault(header, _describe(picked))
         table.append(line)
     headers = [c["header"] for c in columns]
-    percent = {c["header"] for c in columns if c.get("metric", "top1_acc") in SHARES}
+    percent = {c["header"] for c in columns if is_percent(c.get("metric", "top1_acc"))}
     body = format_table(table, ["model", "defense", *headers], percent=percent)
     legend = "\n".join(f"- {header}: {notes.get(header, 'not measured')}" for header in headers)
     markdown = f"{body}\n\nColumns (percentages unless an L2 distance):\n\n{legend}\n{_warnings_text(results)}"

@@ -42,6 +42,11 @@ def result_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def is_percent(column: str) -> bool:
+    """Columns holding a share in [0, 1], shown as percentages (accuracies, errors, rates, shares)."""
+    return column.endswith(("_acc", "_err", "_rate", "_share"))
+
+
 def _cell(value: Any, percent: bool) -> str:
     if value is None:
         return "–"
