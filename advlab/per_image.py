@@ -26,11 +26,11 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from advlab.attacks.base import Attack
+from advlab.attacks.base import Attack, eval_mode
 from advlab.config import instantiate
 from advlab.errors import AdvlabError
 from advlab.io import write_csv, write_text
-from advlab.plots import plot_top5
+from advlab.plots import class_label, plot_top5
 from advlab.tables import format_table
 
 
@@ -61,13 +61,8 @@ def pick_images(dataset: Any, indices: Sequence[int]) -> tuple[torch.Tensor, tor
 
 def top_k(model: nn.Module, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(top-k confidences, top-k classes, all probabilities)`` of ``model`` on ``x``, in eval mode."""
-    training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            probabilities = model(x).float().softmax(dim=1)
-    finally:
-        model.train(training)
+    with torch.no_grad(), eval_mode(model):
+        probabilities = model(x).float().softmax(dim=1)
     confidences, classes = probabilities.topk(min(k, probabilities.shape[1]), dim=1)
     return confidences, classes, probabilities
 
@@ -83,10 +78,6 @@ def _attack(cfg: DictConfig, name: str) -> Attack:
     if not isinstance(attack, Attack):
         raise AdvlabError(f"reports.top5.attack={name!r} is not a per-batch attack: use one such as fgsm or pgd")
     return attack
-
-
-def _name(class_names: Sequence[str], index: int) -> str:
-    return class_names[index] if 0 <= index < len(class_names) else str(index)
 
 
 def top5_report(
@@ -119,8 +110,8 @@ def top5_report(
             confidences, classes, probabilities = top_k(model, inputs, k)
             panels, block = [], []
             for n, index in enumerate(indices):
-                true = _name(names, int(labels[n]))
-                picked = [_name(names, int(c)) for c in classes[n]]
+                true = class_label(names, int(labels[n]))
+                picked = [class_label(names, int(c)) for c in classes[n]]
                 for rank, (cls, conf) in enumerate(zip(picked, confidences[n].tolist()), start=1):
                     row = {
                         "model": label,

@@ -12,6 +12,11 @@ from advlab.io import save_figure
 from advlab.tables import is_percent
 
 
+def class_label(class_names: Sequence[str], index: int) -> str:
+    """The name of class ``index``, or the index itself when there is no name for it."""
+    return str(class_names[index]) if 0 <= index < len(class_names) else str(index)
+
+
 def plot_loss_curves(history: Sequence[Mapping[str, Any]], path: str | Path, title: str = "Training") -> Path:
     """Training and validation loss per epoch (the paper's Figs 7 and 10)."""
     figure = Figure(figsize=(5.5, 3.8), layout="constrained")
@@ -80,9 +85,6 @@ def plot_examples(examples: Mapping[str, Any], class_names: Sequence[str], path:
     figure = Figure(figsize=(1.6 * n_cols, 1.8 * len(rows)), layout="constrained")
     grid = figure.subplots(len(rows), n_cols, squeeze=False)
 
-    def name(index: int) -> str:
-        return class_names[index] if 0 <= index < len(class_names) else str(index)
-
     for r, (label, batch, pred, conf) in enumerate(rows):
         for c in range(n_cols):
             axes = grid[r][c]
@@ -90,7 +92,7 @@ def plot_examples(examples: Mapping[str, Any], class_names: Sequence[str], path:
             axes.imshow(picture.squeeze(-1) if picture.shape[-1] == 1 else picture, cmap="gray", vmin=0, vmax=1)
             true = int(examples["labels"][c])
             guess = int(pred[c])
-            axes.set_title(f"{name(true)} → {name(guess)}\n{float(conf[c]):.2f}", fontsize=8, color="black" if guess == true else "red")
+            axes.set_title(f"{class_label(class_names, true)} → {class_label(class_names, guess)}\n{float(conf[c]):.2f}", fontsize=8, color="black" if guess == true else "red")
             axes.set_xticks([])
             axes.set_yticks([])
             if c == 0:

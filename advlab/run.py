@@ -41,9 +41,11 @@ def job_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task)
 
 
-def machine() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
+def machine(device: torch.device | str | None = None) -> str:
+    """The device a job (or a benchmark) runs on, in words: the GPU, or the CPU and its threads."""
+    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
     return f"CPU {platform.machine()} × {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 

@@ -21,7 +21,6 @@ Weights are random: speed does not depend on their values, and no download is ne
 from __future__ import annotations
 
 import argparse
-import platform
 import shlex
 import statistics
 import sys
@@ -39,6 +38,7 @@ from advlab.attacks import FGSM  # noqa: E402
 from advlab.io import write_text  # noqa: E402
 from advlab.models import create_model  # noqa: E402
 from advlab.tables import format_table  # noqa: E402
+from advlab.run import machine  # noqa: E402
 
 MODES = ("fp32", "bf16-cl")
 
@@ -56,12 +56,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
     return parser.parse_args(argv)
-
-
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
-    return f"CPU {platform.processor() or platform.machine()} × {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def synchronize(device: torch.device) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 import warnings
@@ -37,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from advlab.attacks.patch import frozen, paste_random, patch_objective, patch_pixels  # noqa: E402
 from advlab.lit.patch import PatchTraining  # noqa: E402
 from advlab.models import create_model  # noqa: E402
+from advlab.run import machine  # noqa: E402
 
 PRECISIONS = {"fp32": ("32-true", None), "bf16": ("bf16-mixed", torch.bfloat16)}
 
@@ -154,12 +154,6 @@ def patch_lightning(model, batches, args, device, precision: str) -> float:
         warnings.simplefilter("ignore")
         trainer.fit(module, train_dataloaders=loader)
     return timer.end - timer.start
-
-
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
-    return f"CPU {platform.machine()} × {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -40,6 +40,7 @@ from advlab.attacks.patch import (
 )
 from advlab.errors import AdvlabError
 from advlab.io import write_csv, write_text
+from advlab.plots import class_label
 
 log = logging.getLogger(__name__)
 
@@ -339,17 +340,14 @@ def _plan(attack: PatchAttack, class_names: Sequence[str] | None, num_classes: i
 
 
 def _top5_panels(examples: dict[str, Any], names: Sequence[str], target: str) -> list[dict[str, Any]]:
-    def name(i: int) -> str:
-        return str(names[i]) if 0 <= i < len(names) else str(i)
-
     panels = []
     for image, label, classes, confidences in zip(examples["images"], examples["labels"], examples["top_classes"], examples["top_confidences"]):
-        predicted = name(int(classes[0]))
+        predicted = class_label(names, int(classes[0]))
         panels.append(
             {
                 "image": image,
-                "title": f"true: {name(int(label))} → {predicted}",
-                "names": [name(int(c)) for c in classes],
+                "title": f"true: {class_label(names, int(label))} → {predicted}",
+                "names": [class_label(names, int(c)) for c in classes],
                 "confidences": confidences.tolist(),
                 "highlight": target,
             }
