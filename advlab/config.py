@@ -12,14 +12,14 @@ from omegaconf import DictConfig, OmegaConf
 from advlab.errors import AdvlabError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-CONF_DIR = PACKAGE_DIR.parent / "conf"
+CONF_DIR = PACKAGE_DIR / "conf"
 
 
 def project_root() -> str:
-    """``$ADVLAB_ROOT``, else the source checkout holding ``conf/``, else the working folder."""
+    """``$ADVLAB_ROOT``, else the source checkout (the folder holding pyproject.toml), else the working folder."""
     if os.environ.get("ADVLAB_ROOT"):
         return os.environ["ADVLAB_ROOT"]
-    if CONF_DIR.is_dir() and (PACKAGE_DIR.parent / "pyproject.toml").is_file():
+    if (PACKAGE_DIR.parent / "pyproject.toml").is_file():
         return str(PACKAGE_DIR.parent)
     return os.getcwd()
 

@@ -59,7 +59,7 @@ def code_version() -> str | None:
 
     try:
         commit = git("rev-parse", "--short=12", "HEAD")
-        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", "advlab", "conf") else "")
+        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", "advlab") else "")
     except (OSError, subprocess.SubprocessError):
         return None
 

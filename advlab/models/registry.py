@@ -1,6 +1,6 @@
 """Model registry: a name in the config → a classifier that takes [0, 1] images.
 
-``create_model`` is what ``conf/model/*.yaml`` instantiate. Builders register themselves with
+``create_model`` is what ``advlab/conf/model/*.yaml`` instantiate. Builders register themselves with
 :func:`register_model`; providers (such as the torchvision one) answer for whole families of
 names they know at run time.
 """
