@@ -98,12 +98,17 @@ def _image_problem(x: torch.Tensor) -> str | None:
     return None
 
 
-def check_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
-    """Images a floating [0, 1] batch the model accepts, labels integer class indices in range,
-    one per image. The model's class count comes from one forward pass on the first image."""
+def check_images(x: torch.Tensor) -> None:
+    """A floating N×C×H×W batch in [0, 1] (no uint8, no 0–255 values, no normalised inputs, no NaN)."""
     problem = _image_problem(x)
     if problem:
         raise AdvlabError(problem)
+
+
+def check_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Images a floating [0, 1] batch the model accepts, labels integer class indices in range,
+    one per image. The model's class count comes from one forward pass on the first image."""
+    check_images(x)
     if not isinstance(y, torch.Tensor) or y.dtype in (torch.bool,) or y.is_floating_point() or y.is_complex():
         what = type(y).__name__ if not isinstance(y, torch.Tensor) else f"dtype {y.dtype}"
         raise AdvlabError(f"labels must be an integer tensor of class indices, got {what}: e.g. torch.as_tensor(labels).long()")
