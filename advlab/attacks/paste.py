@@ -44,13 +44,17 @@ def as_size(patch_size: int | Sequence[int]) -> tuple[int, int]:
         if any(float(v) != int(float(v)) for v in values):
             raise ValueError
     except (TypeError, ValueError):
-        raise AdvlabError(f"patch_size must be a whole number of pixels or [height, width], got {patch_size!r}") from None
+        raise AdvlabError(
+            f"patch_size must be a whole number of pixels or [height, width], got {patch_size!r}"
+        ) from None
     if height < 1 or width < 1:
         raise AdvlabError(f"patch_size must be >= 1 pixel, got {patch_size!r}")
     return height, width
 
 
-def check_fits(size: tuple[int, int], image_hw: Sequence[int], scale: Sequence[float] | None = None, rotation: float = 0.0) -> None:
+def check_fits(
+    size: tuple[int, int], image_hw: Sequence[int], scale: Sequence[float] | None = None, rotation: float = 0.0
+) -> None:
     """One-line error when the patch (at its largest scale and turned by up to ``rotation``)
     cannot lie inside an image of ``image_hw``."""
     image_h, image_w = int(image_hw[-2]), int(image_hw[-1])
@@ -62,7 +66,9 @@ def check_fits(size: tuple[int, int], image_hw: Sequence[int], scale: Sequence[f
         else:
             extra = f" (at scale {largest:g}, rotated up to {rotation:g}°: {need_h:.1f}×{need_w:.1f} px)"
             fix = "use a smaller attack.patch.patch_size, scale or rotation"
-        raise AdvlabError(f"patch {size[0]}×{size[1]} px is larger than the {image_h}×{image_w} px images{extra}: {fix}")
+        raise AdvlabError(
+            f"patch {size[0]}×{size[1]} px is larger than the {image_h}×{image_w} px images{extra}: {fix}"
+        )
 
 
 def _bounding_box(size: tuple[int, int], scale: float, rotation: float) -> tuple[float, float]:
@@ -121,9 +127,15 @@ def _paste(images: torch.Tensor, patch: torch.Tensor, positions: torch.Tensor) -
     batch, _, image_h, image_w = images.shape
     patch_h, patch_w = patch.shape[-2:]
     if positions.shape != (batch, 2):
-        raise AdvlabError(f"paste needs one (top, left) position per image: got shape {tuple(positions.shape)} for {batch} images")
+        raise AdvlabError(
+            f"paste needs one (top, left) position per image: got shape {tuple(positions.shape)} for {batch} images"
+        )
     # checked on the CPU copy the placement functions return: no device sync per paste
-    if (positions < 0).any() or (positions[:, 0] > image_h - patch_h).any() or (positions[:, 1] > image_w - patch_w).any():
+    if (
+        (positions < 0).any()
+        or (positions[:, 0] > image_h - patch_h).any()
+        or (positions[:, 1] > image_w - patch_w).any()
+    ):
         raise AdvlabError(f"a paste position puts the {patch_h}×{patch_w} patch outside the {image_h}×{image_w} image")
     positions = positions.to(device=images.device, dtype=torch.long)
     rows = torch.arange(image_h, device=images.device)[None, :] - positions[:, :1]  # B×H, row inside the patch
@@ -153,12 +165,22 @@ def random_transforms(
     # centre may range over [half - 1, side - half] and every touched pixel is in the image
     half_h = scales * ((size[0] + 1) * cos + (size[1] + 1) * sin) / 2
     half_w = scales * ((size[1] + 1) * cos + (size[0] + 1) * sin) / 2
-    centre_y = half_h - 1 + torch.rand(count, generator=generator, dtype=torch.float64) * (image_h + 1 - 2 * half_h).clamp(min=0)
-    centre_x = half_w - 1 + torch.rand(count, generator=generator, dtype=torch.float64) * (image_w + 1 - 2 * half_w).clamp(min=0)
+    centre_y = (
+        half_h
+        - 1
+        + torch.rand(count, generator=generator, dtype=torch.float64) * (image_h + 1 - 2 * half_h).clamp(min=0)
+    )
+    centre_x = (
+        half_w
+        - 1
+        + torch.rand(count, generator=generator, dtype=torch.float64) * (image_w + 1 - 2 * half_w).clamp(min=0)
+    )
     return {"centre": torch.stack([centre_y, centre_x], 1), "scale": scales, "angle": angles}
 
 
-def paste_transformed(images: torch.Tensor, patch: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+def paste_transformed(
+    images: torch.Tensor, patch: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor, angle: torch.Tensor
+) -> torch.Tensor:
     """``patch`` scaled by ``scale``, turned by ``angle`` (radians) and centred at ``centre``
     (B×2, row/column in pixel-index coordinates) on each image, bilinearly resampled with
     ``grid_sample``; a new tensor, differentiable in ``patch``.

@@ -53,7 +53,9 @@ def patch_objective(logits: torch.Tensor, target_index: int, loss: str = "ce") -
     return -attack_loss(logits, target, loss=loss, targeted=True).mean()
 
 
-def resolve_target(target: int | str, class_names: Sequence[str] | None, num_classes: int | None) -> tuple[int, str | None]:
+def resolve_target(
+    target: int | str, class_names: Sequence[str] | None, num_classes: int | None
+) -> tuple[int, str | None]:
     """``(index, name)`` of the target class given by index or by name (matched by
     :func:`advlab.class_names.find_class`: case-blind, any synonym of an ImageNet name)."""
     count = num_classes if num_classes is not None else (len(class_names) if class_names else None)
@@ -67,12 +69,19 @@ def resolve_target(target: int | str, class_names: Sequence[str] | None, num_cla
             return index, names[index]
     if isinstance(target, bool) or not re.fullmatch(r"-?\d+", text):
         if names is None:
-            raise AdvlabError(f"target class {target!r} is not an index and neither the model nor the data has class names: give an index")
+            raise AdvlabError(
+                f"target class {target!r} is not an index and neither the model nor the data has class names: "
+                "give an index"
+            )
         close = close_names(text, names)
         if close:
             hint = "did you mean " + ", ".join(repr(c) for c in close) + "?"
         else:
-            hint = f"the {len(names)} class names include " + ", ".join(repr(n) for n in names[:8]) + (", …" if len(names) > 8 else "")
+            hint = (
+                f"the {len(names)} class names include "
+                + ", ".join(repr(n) for n in names[:8])
+                + (", …" if len(names) > 8 else "")
+            )
         raise AdvlabError(f"unknown target class {target!r}: {hint} (or give a class index)")
     index = int(text)
     if count is not None and not 0 <= index < count:
@@ -152,12 +161,19 @@ class PatchAttack:
             raise AdvlabError("attack.patch.target is empty: give a class name or index, e.g. target=toaster")
         self.optimizer = optimizer if optimizer is not None else default_optimizer()
         if not callable(self.optimizer):
-            raise AdvlabError(f"attack.patch.optimizer must be a torch optimizer with _partial_: true, got {optimizer!r}")
+            raise AdvlabError(
+                f"attack.patch.optimizer must be a torch optimizer with _partial_: true, got {optimizer!r}"
+            )
         self.epochs = check_count(epochs, "attack.patch.epochs", 5)
         self.batch_size = check_count(batch_size, "attack.patch.batch_size", 32)
-        self.eval_batch_size = check_count(eval_batch_size if eval_batch_size is not None else batch_size, "attack.patch.eval_batch_size", 100)
+        self.eval_batch_size = check_count(
+            eval_batch_size if eval_batch_size is not None else batch_size, "attack.patch.eval_batch_size", 100
+        )
         if not 0.0 < float(train_split) < 1.0:
-            raise AdvlabError(f"attack.patch.train_split must be between 0 and 1 (exclusive), got {train_split}: the reference uses 0.9")
+            raise AdvlabError(
+                f"attack.patch.train_split must be between 0 and 1 (exclusive), got {train_split}: "
+                "the reference uses 0.9"
+            )
         self.train_split = float(train_split)
         self.split_seed = int(split_seed)
         self.placements = check_count(placements, "attack.patch.placements", 4)
@@ -181,11 +197,16 @@ class PatchAttack:
     def check_image(self, size: tuple[int, int], image_shape: Sequence[int]) -> None:
         check_fits(size, image_shape, self.scale, self.rotation)
 
-    def apply(self, images: torch.Tensor, pixels: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def apply(
+        self, images: torch.Tensor, pixels: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """``images`` with the patch at one random place each (scaled/turned if configured)."""
         pixels = pixels if pixels is not None else self.pixels
         if pixels is None:
-            raise AdvlabError("this PatchAttack holds no patch: train one (advlab.pipeline.patch.train_patch) or load one (attack.load(path))")
+            raise AdvlabError(
+                "this PatchAttack holds no patch: train one (advlab.pipeline.patch.train_patch) "
+                "or load one (attack.load(path))"
+            )
         return paste_random(images, pixels.to(images.device), self.scale, self.rotation, generator)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -201,7 +222,10 @@ class PatchAttack:
     def optimizer_settings(self) -> dict[str, Any]:
         func = getattr(self.optimizer, "func", self.optimizer)
         keywords = dict(getattr(self.optimizer, "keywords", {}) or {})
-        return {"optimizer": getattr(func, "__name__", str(func)), **{k: keywords[k] for k in ("lr", "momentum") if k in keywords}}
+        return {
+            "optimizer": getattr(func, "__name__", str(func)),
+            **{k: keywords[k] for k in ("lr", "momentum") if k in keywords},
+        }
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -218,5 +242,7 @@ class PatchAttack:
         }
 
     def __repr__(self) -> str:
-        what = f"patch_file={self.patch_files}" if self.patch_files else f"target={self.targets}, patch_size={self.sizes}"
+        what = (
+            f"patch_file={self.patch_files}" if self.patch_files else f"target={self.targets}, patch_size={self.sizes}"
+        )
         return f"PatchAttack({what}, {', '.join(f'{k}={v!r}' for k, v in self.settings().items() if k != 'attack')})"

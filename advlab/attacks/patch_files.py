@@ -40,13 +40,25 @@ def load_patch(path: str | Path) -> dict[str, Any]:
     "target_name", …}``."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise AdvlabError(f"patch file {str(path)!r} does not exist: give a <model>_<class>_<size>.pt a patch run wrote under patches/ (attack.patch.patch_file)")
+        raise AdvlabError(
+            f"patch file {str(path)!r} does not exist: give a <model>_<class>_<size>.pt a patch run wrote "
+            "under patches/ (attack.patch.patch_file)"
+        )
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise AdvlabError(f"cannot read patch file {str(path)!r} ({type(exc).__name__}): it must be a .pt written by advlab's patch attack") from None
-    if not isinstance(data, dict) or data.get("format") != PATCH_FORMAT or not isinstance(data.get("pixels"), torch.Tensor):
-        raise AdvlabError(f"{str(path)!r} is not an advlab patch file: give the .pt file a patch run wrote beside its PNG")
+        raise AdvlabError(
+            f"cannot read patch file {str(path)!r} ({type(exc).__name__}): "
+            "it must be a .pt written by advlab's patch attack"
+        ) from None
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != PATCH_FORMAT
+        or not isinstance(data.get("pixels"), torch.Tensor)
+    ):
+        raise AdvlabError(
+            f"{str(path)!r} is not an advlab patch file: give the .pt file a patch run wrote beside its PNG"
+        )
     pixels = data["pixels"]
     if pixels.dim() != 3 or pixels.min() < 0 or pixels.max() > 1:
         raise AdvlabError(f"patch file {str(path)!r} holds no C×h×w image in [0, 1]")

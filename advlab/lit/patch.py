@@ -7,7 +7,7 @@ finished patch on held-out images. The run's patch step (data split, files) is
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -85,6 +85,8 @@ class PatchTraining(L.LightningModule):
 
 
 class PatchEvaluation(L.LightningModule):
+    pixels: torch.Tensor  # a buffer (moves with the module)
+
     """Measures a finished patch on held-out images.
 
     Images of the target class are left out (they need no attack). Each remaining image gets
@@ -135,7 +137,7 @@ class PatchEvaluation(L.LightningModule):
         self.examples: dict[str, Any] = {}
 
     def _count(self, name: str, hits: torch.Tensor) -> None:
-        self.counts[name].update(hits.float().sum())
+        cast(SumMetric, self.counts[name]).update(hits.float().sum())
 
     def _tally(self, logits: torch.Tensor, labels: torch.Tensor, prefix: str) -> None:
         top = logits.topk(self.k, dim=1).indices
@@ -172,7 +174,7 @@ class PatchEvaluation(L.LightningModule):
                 }
 
     def on_test_epoch_end(self) -> None:
-        totals = {name: float(metric.compute()) for name, metric in self.counts.items()}
+        totals = {name: float(cast(SumMetric, metric).compute()) for name, metric in self.counts.items()}
         images, trials = int(round(totals["images"])), int(round(totals["trials"]))
 
         def share(name: str, n: int) -> float | None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -51,10 +51,13 @@ def evaluation_dataset(datamodule: L.LightningDataModule) -> Dataset:
 
 def split_held_out(dataset: Dataset, train_split: float, seed: int) -> tuple[Subset, Subset]:
     """Seeded ``(training part, held-out part)``; the held-out part is what the patch is judged on."""
-    n = len(dataset)
+    n = len(cast(Sized, dataset))
     n_train = int(round(train_split * n))
     if n_train < 1 or n_train >= n:
-        raise AdvlabError(f"cannot split {n} images {train_split:g}/{1 - train_split:g}: both parts need images (use more test images or another attack.patch.train_split)")
+        raise AdvlabError(
+            f"cannot split {n} images {train_split:g}/{1 - train_split:g}: both parts need images "
+            "(use more test images or another attack.patch.train_split)"
+        )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return Subset(dataset, order[:n_train]), Subset(dataset, order[n_train:])
 
@@ -71,7 +74,12 @@ def loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int = 
 
 
 def default_trainer(**kwargs: Any) -> L.Trainer:
-    settings = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False, "num_sanity_val_steps": 0}
+    settings = {
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+    }
     return L.Trainer(**{**settings, **kwargs})
 
 
@@ -87,7 +95,9 @@ def train_patch(
     """Train one patch; ``(pixels C×h×w in [0, 1] on the CPU, per-epoch history)``. The model
     comes back with its modes and ``requires_grad`` flags as they were."""
     trainer = trainer or default_trainer(max_epochs=attack.epochs)
-    module = PatchTraining(model, size, channels, target_index, attack.optimizer, attack.scale, attack.rotation, attack.loss)
+    module = PatchTraining(
+        model, size, channels, target_index, attack.optimizer, attack.scale, attack.rotation, attack.loss
+    )
     with frozen(model), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_EVAL_MODE_WARNING)
         trainer.fit(module, train_dataloaders=train_loader)
@@ -106,7 +116,15 @@ def measure_patch(
     """``(rates, example images)`` of a patch on held-out images (see :class:`PatchEvaluation`)."""
     trainer = trainer or default_trainer()
     module = PatchEvaluation(
-        model, pixels, target_index, num_classes, attack.placements, attack.scale, attack.rotation, attack.seed, attack.example_count
+        model,
+        pixels,
+        target_index,
+        num_classes,
+        attack.placements,
+        attack.scale,
+        attack.rotation,
+        attack.seed,
+        attack.example_count,
     )
     with frozen(model):
         trainer.test(module, dataloaders=held_out_loader, verbose=False)
@@ -121,7 +139,9 @@ def _num_classes(model: nn.Module, datamodule: Any, class_names: Sequence[str] |
         return int(model(sample[None].to(next(model.parameters()).device)).shape[1])
 
 
-def _plan(attack: PatchAttack, class_names: Sequence[str] | None, num_classes: int, image_shape: Sequence[int]) -> list[dict[str, Any]]:
+def _plan(
+    attack: PatchAttack, class_names: Sequence[str] | None, num_classes: int, image_shape: Sequence[int]
+) -> list[dict[str, Any]]:
     """Every patch this job handles (each target × size once), checked before any training."""
     plan: dict[tuple[Any, ...], dict[str, Any]] = {}
     for path in attack.patch_files:
@@ -129,7 +149,9 @@ def _plan(attack: PatchAttack, class_names: Sequence[str] | None, num_classes: i
         stored_name, stored_index = data.get("target_name"), int(data["target_index"])
         # by name when both sides have names (class orders may differ between label sets)
         try:
-            index, name = resolve_target(stored_name if (stored_name and class_names) else stored_index, class_names, num_classes)
+            index, name = resolve_target(
+                stored_name if (stored_name and class_names) else stored_index, class_names, num_classes
+            )
         except AdvlabError as error:
             raise AdvlabError(f"patch file {path!r} targets a class this model lacks: {error}") from None
         pixels = data["pixels"]
@@ -137,19 +159,35 @@ def _plan(attack: PatchAttack, class_names: Sequence[str] | None, num_classes: i
         if pixels.shape[0] != image_shape[0]:
             raise AdvlabError(f"patch file {path!r} has {pixels.shape[0]} channels, the images have {image_shape[0]}")
         attack.check_image(size, image_shape)
-        plan[(path,)] = {"target_index": index, "target": name or str(index), "size": size, "pixels": pixels, "source": str(path), "trained_on": data.get("architecture")}
+        plan[(path,)] = {
+            "target_index": index,
+            "target": name or str(index),
+            "size": size,
+            "pixels": pixels,
+            "source": str(path),
+            "trained_on": data.get("architecture"),
+        }
     if not attack.patch_files:
         for target in attack.targets:
             index, name = resolve_target(target, class_names, num_classes)
             for size in attack.sizes:
                 attack.check_image(size, image_shape)
-                plan[(index, size)] = {"target_index": index, "target": name or str(index), "size": size, "pixels": None, "source": "trained", "trained_on": None}
+                plan[(index, size)] = {
+                    "target_index": index,
+                    "target": name or str(index),
+                    "size": size,
+                    "pixels": None,
+                    "source": "trained",
+                    "trained_on": None,
+                }
     return list(plan.values())
 
 
 def _top5_panels(examples: dict[str, Any], names: Sequence[str], target: str) -> list[dict[str, Any]]:
     panels = []
-    for image, label, classes, confidences in zip(examples["images"], examples["labels"], examples["top_classes"], examples["top_confidences"]):
+    for image, label, classes, confidences in zip(
+        examples["images"], examples["labels"], examples["top_classes"], examples["top_confidences"]
+    ):
         predicted = class_label(names, int(classes[0]))
         panels.append(
             {
@@ -178,7 +216,9 @@ def preflight_patch(cfg: DictConfig, name: str, attack: PatchAttack, datamodule:
         _plan(attack, class_names, int(num_classes), tuple(dataset[0][0].shape))
 
 
-def evaluate_patch(cfg: DictConfig, label: str, model: nn.Module, name: str, attack: PatchAttack, datamodule: L.LightningDataModule) -> dict[str, Any]:
+def evaluate_patch(
+    cfg: DictConfig, label: str, model: nn.Module, name: str, attack: PatchAttack, datamodule: L.LightningDataModule
+) -> dict[str, Any]:
     """Train (or load) every patch the attack asks for and evaluate each on held-out images.
 
     Writes under ``<output_dir>/patches/<label>/``, per patch ``<model>_<class>_<size>`` (the
@@ -213,11 +253,23 @@ def evaluate_patch(cfg: DictConfig, label: str, model: nn.Module, name: str, att
             log.info("%s: training a %d×%d patch for %r on %d images", label, *size, item["target"], len(train_part))
             trainer = build_trainer(cfg, stage, max_epochs=attack.epochs, enable_checkpointing=False)
             pixels, history = train_patch(
-                model, loader(train_part, attack.batch_size, True, workers), attack, item["target_index"], size, image_shape[0], trainer
+                model,
+                loader(train_part, attack.batch_size, True, workers),
+                attack,
+                item["target_index"],
+                size,
+                image_shape[0],
+                trainer,
             )
         trainer = build_trainer(cfg, f"{stage}_eval")
         metrics, examples = measure_patch(
-            model, loader(held_out, attack.eval_batch_size, False, workers), pixels, item["target_index"], num_classes, attack, trainer
+            model,
+            loader(held_out, attack.eval_batch_size, False, workers),
+            pixels,
+            item["target_index"],
+            num_classes,
+            attack,
+            trainer,
         )
         row: dict[str, Any] = {
             "target": item["target"],
@@ -234,16 +286,36 @@ def evaluate_patch(cfg: DictConfig, label: str, model: nn.Module, name: str, att
             out_dir.mkdir(parents=True, exist_ok=True)
             if trained:  # a loaded patch is already on disk: its row names the file it came from
                 target_name = item["target"] if class_names else None
-                row["patch_file"] = str(save_patch(out_dir / f"{stem}.pt", pixels, item["target_index"], target_name, patch_size=list(size), architecture=architecture))
+                row["patch_file"] = str(
+                    save_patch(
+                        out_dir / f"{stem}.pt",
+                        pixels,
+                        item["target_index"],
+                        target_name,
+                        patch_size=list(size),
+                        architecture=architecture,
+                    )
+                )
                 row["patch_png"] = str(save_patch_png(out_dir / f"{stem}.png", pixels))
             if history:
                 row["training_csv"] = str(write_csv(out_dir / f"{stem}_training.csv", history))
             if examples:
-                title = f"{label}: {item['target']} patch, {size[0]}×{size[1]} px" + ("" if trained else f" (trained on {origin})")
-                row["top5_figure"] = str(plot_top5(_top5_panels(examples, names, item["target"]), out_dir / f"{stem}_top5.png", title=title))
+                title = f"{label}: {item['target']} patch, {size[0]}×{size[1]} px" + (
+                    "" if trained else f" (trained on {origin})"
+                )
+                row["top5_figure"] = str(
+                    plot_top5(_top5_panels(examples, names, item["target"]), out_dir / f"{stem}_top5.png", title=title)
+                )
         drawn.append({"pixels": pixels, "target": item["target"], "patch_size": row["patch_size"]})
         rows.append(row)
-        log.info("%s: %s %s px: target rate top-1 %.4f, top-5 %.4f", label, item["target"], row["patch_size"], metrics["target_rate"] or 0, metrics["target_top5_rate"] or 0)
+        log.info(
+            "%s: %s %s px: target rate top-1 %.4f, top-5 %.4f",
+            label,
+            item["target"],
+            row["patch_size"],
+            metrics["target_rate"] or 0,
+            metrics["target_top5_rate"] or 0,
+        )
 
     files = {}
     if rows and trainer.is_global_zero:
