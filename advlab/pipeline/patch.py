@@ -146,7 +146,7 @@ def _size_label(size: tuple[int, int]) -> int | str:
 def preflight_patch(cfg: DictConfig, name: str, attack: PatchAttack, datamodule: L.LightningDataModule) -> None:
     """Check the targets, patch sizes and patch files against the data before any model is
     trained, so a typo in a class name fails in seconds, not after the classifier's training.
-    (The evaluator checks again against the model's own class names.)"""
+    (evaluate_patch checks again against the model's own class names.)"""
     class_names = getattr(datamodule, "class_names", None)
     dataset = evaluation_dataset(datamodule)
     num_classes = getattr(datamodule, "num_classes", None) or (len(class_names) if class_names else None)
