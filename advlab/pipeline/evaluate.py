@@ -37,16 +37,6 @@ def build_attacks(cfg: DictConfig) -> dict[str, Any]:
     return attacks
 
 
-def preflight(cfg: DictConfig, attacks: Mapping[str, Any], datamodule: L.LightningDataModule) -> None:
-    """Let attacks with their own procedure check themselves against the data (class names,
-    image size) before any model is trained: ``preflight = "dotted.path.fn"`` on the attack
-    class, called as ``fn(cfg, name, attack, datamodule)``."""
-    for name, attack in attacks.items():
-        check = getattr(attack, "preflight", None)
-        if check:
-            locate(check)(cfg, name, attack, datamodule)
-
-
 def evaluate_models(
     cfg: DictConfig,
     models: Mapping[str, nn.Module],
