@@ -35,8 +35,18 @@ from advlab.io import create_json, write_json
 # sign that a folder is taken. Hydra's own .hydra/ and job log come back with every job; they
 # alone do not make a folder taken (a sweep job's folder has them before the job starts).
 JOB_FILES = (
-    "results.*", "*.pt", "*.png", "*_loss.csv", "top5_*", "patch_tables.md",
-    "checkpoints", "logs", "tensorboard", "wandb", "lightning_logs", "patches",
+    "results.*",
+    "*.pt",
+    "*.png",
+    "*_loss.csv",
+    "top5_*",
+    "patch_tables.md",
+    "checkpoints",
+    "logs",
+    "tensorboard",
+    "wandb",
+    "lightning_logs",
+    "patches",
 )
 HYDRA_FILES = (".hydra", "*.log")
 SWEEP_FILES = ("multirun.yaml", "summary*")
@@ -70,7 +80,8 @@ def _previous_status(folder: Path) -> str:
 def _refuse(folder: Path, why: str, sweep: bool = False) -> FolderInUse:
     where = "hydra.sweep.dir" if sweep else "hydra.run.dir"
     return FolderInUse(
-        f"{folder} {why}: pick another folder ({where}=… or paths.log_dir=…), or add overwrite=true to replace its results"
+        f"{folder} {why}: pick another folder ({where}=… or paths.log_dir=…), "
+        "or add overwrite=true to replace its results"
     )
 
 
@@ -100,7 +111,9 @@ def remove_job_files(folder: Path) -> None:
 
 def check_overwrite(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise AdvlabError(f"overwrite must be true or false, got {value!r}: use overwrite=true to replace a folder's results")
+        raise AdvlabError(
+            f"overwrite must be true or false, got {value!r}: use overwrite=true to replace a folder's results"
+        )
     return value
 
 
@@ -116,7 +129,12 @@ def claim(folder: str | os.PathLike, overwrite: bool = False, about: dict[str, A
         if not check_overwrite(overwrite):
             raise _refuse(folder, f"already holds a job's results ({_previous_status(folder)})")
         remove_job_files(folder)
-    record = {"status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(), "pid": os.getpid()}
+    record = {
+        "status": "running",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
     try:
         create_json(folder / "results.json", {**record, **(about or {})})
     except FileExistsError:
@@ -159,7 +177,9 @@ def status_of(error: BaseException) -> str:
     return "failed"
 
 
-def finish(folder: str | os.PathLike, error: BaseException | None = None, about: dict[str, Any] | None = None) -> Path | None:
+def finish(
+    folder: str | os.PathLike, error: BaseException | None = None, about: dict[str, Any] | None = None
+) -> Path | None:
     """Release a claimed folder; with ``error``, record the job's end in ``results.json``
     (``failed``, ``terminated`` or ``interrupted``). A folder this process did not claim (refused,
     or rank > 0 of a DDP job) is left alone."""
@@ -170,7 +190,9 @@ def finish(folder: str | os.PathLike, error: BaseException | None = None, about:
     if error is None:
         return None
     record = {"status": status_of(error), **(about or {})}
-    record["error"] = "terminated by SIGTERM" if isinstance(error, JobTerminated) else f"{type(error).__name__}: {error}"
+    record["error"] = (
+        "terminated by SIGTERM" if isinstance(error, JobTerminated) else f"{type(error).__name__}: {error}"
+    )
     return write_json(Path(key) / "results.json", record)
 
 
@@ -179,7 +201,9 @@ class ClaimJobFolder(Callback):
     folder that is taken or unwritable stops the command with one line and exit status 2."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._claim(lambda: claim(config.hydra.run.dir, config.get("overwrite", False), {"task_name": config.get("task_name")}))
+        self._claim(
+            lambda: claim(config.hydra.run.dir, config.get("overwrite", False), {"task_name": config.get("task_name")})
+        )
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._claim(lambda: claim_sweep(config.hydra.sweep.dir, config.get("overwrite", False)))

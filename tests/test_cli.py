@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from conftest import QUICK
 
 
@@ -26,9 +25,8 @@ def _env(cwd: Path, data_dir: Path | None) -> dict[str, str]:
 
 
 def advlab(*args: str, cwd: Path, data_dir: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "advlab", *args], cwd=cwd, env=_env(cwd, data_dir), capture_output=True, text=True, timeout=600
-    )
+    command = [sys.executable, "-m", "advlab", *args]
+    return subprocess.run(command, check=False, cwd=cwd, env=_env(cwd, data_dir), capture_output=True, text=True, timeout=600)
 
 
 def launch(*args: str, cwd: Path, data_dir: Path | None = None, name: str = "job") -> subprocess.Popen:

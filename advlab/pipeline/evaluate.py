@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
+from hydra.utils import get_method as locate
 from omegaconf import DictConfig
 from torch import nn
-
-from hydra.utils import get_method as locate
 
 from advlab.attacks.base import Attack
 from advlab.config import instantiate

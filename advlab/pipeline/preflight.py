@@ -58,8 +58,9 @@ def check_accelerator(cfg: DictConfig) -> None:
     accelerator = str(cfg.trainer.get("accelerator", "auto")).lower()
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise AdvlabError(
-            f"trainer.accelerator={accelerator} but this machine has no usable GPU (torch.cuda.is_available() is False, "
-            f"torch {torch.__version__}): use trainer=cpu, or trainer.accelerator=auto to take a GPU only when there is one"
+            f"trainer.accelerator={accelerator} but this machine has no usable GPU "
+            f"(torch.cuda.is_available() is False, torch {torch.__version__}): "
+            "use trainer=cpu, or trainer.accelerator=auto to take a GPU only when there is one"
         )
 
 
@@ -73,7 +74,10 @@ def check_target(cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
     if index is None or isinstance(target, bool):
         raise AdvlabError(f"unknown evaluation.target {target!r}: use a class index (0 … {classes - 1}) or random")
     if not 0 <= index < classes:
-        raise AdvlabError(f"evaluation.target={index} is out of range: the data has {classes} classes, use 0 … {classes - 1} or random")
+        raise AdvlabError(
+            f"evaluation.target={index} is out of range: the data has {classes} classes, "
+            f"use 0 … {classes - 1} or random"
+        )
 
 
 def full_test_set(datamodule: L.LightningDataModule) -> Any:
@@ -94,7 +98,8 @@ def check_reports(cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
         bad = [i for i in indices if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < size]
         if bad:
             raise AdvlabError(
-                f"reports.{name}.indices has {bad[0]!r}, outside the test set of {size} images: use indices 0 … {size - 1}"
+                f"reports.{name}.indices has {bad[0]!r}, outside the test set of {size} images: "
+                f"use indices 0 … {size - 1}"
             )
 
 
@@ -125,7 +130,10 @@ def check_wandb(cfg: DictConfig, timeout: float = 3.0) -> None:
     host = url.hostname or "api.wandb.ai"
     offline = "log offline with logger.wandb.offline=true (the default; `wandb sync` uploads the run later)"
     if not _wandb_key(host):
-        raise AdvlabError(f"wandb is set to log online but no API key was found for {host} (WANDB_API_KEY or `wandb login`): {offline}")
+        raise AdvlabError(
+            f"wandb is set to log online but no API key was found for {host} "
+            f"(WANDB_API_KEY or `wandb login`): {offline}"
+        )
     try:
         socket.create_connection((host, url.port or (443 if url.scheme != "http" else 80)), timeout=timeout).close()
     except OSError as error:
@@ -144,6 +152,9 @@ def check_attacks(cfg: DictConfig, attacks: Mapping[str, Any], datamodule: L.Lig
 
 def preflight(cfg: DictConfig, attacks: Mapping[str, Any], datamodule: L.LightningDataModule) -> None:
     """Every check that needs no model, before any training."""
+    from advlab.diagnostics import thresholds
+
+    thresholds((cfg.get("evaluation") or {}).get("diagnostics"))  # read after the evaluation: check its keys now
     check_accelerator(cfg)
     check_epochs(cfg)
     check_wandb(cfg)
