@@ -17,7 +17,7 @@ from advlab.io import save_torch, write_csv
 from advlab.lit.callbacks import LossHistory
 from advlab.lit.classifier import ClassifierModule
 from advlab.pipeline.trainers import build_trainer
-from advlab.plots import plot_loss_curves
+from advlab.reports.plots import plot_loss_curves
 
 log = logging.getLogger(__name__)
 
