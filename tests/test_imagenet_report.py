@@ -69,7 +69,12 @@ def test_top5_report_writes_tables_and_figures(tmp_path):
     model = NormalizedClassifier(TinyNet(), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)).eval()
     files = top5(cfg, model, dm)
 
-    assert set(files) == {"top5_clean_undefended", "top5_fgsm_eps0.02_undefended", "top5_table_undefended", "top5_csv_undefended"}
+    assert set(files) == {
+        "top5_clean_undefended",
+        "top5_fgsm_eps0.02_undefended",
+        "top5_table_undefended",
+        "top5_csv_undefended",
+    }
     with open(files["top5_csv_undefended"]) as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4 * 2 * 5  # images × (clean, attacked) × top-5
@@ -100,7 +105,11 @@ def check_paper_sweep(results: dict) -> dict:
     """What every run of the paper experiment must report: no training, the FGSM sweep in
     normalized units without clamp (budget eps·std, largest std 0.229), Tables I and IV–VI rows."""
     entry = results["models"]["undefended"]
-    assert entry["architecture"] == "alexnet" and entry["training"]["trained"] is False and entry["training"]["weights"] == "random"
+    assert (
+        entry["architecture"] == "alexnet"
+        and entry["training"]["trained"] is False
+        and entry["training"]["weights"] == "random"
+    )
     assert entry["evaluation"]["clean"]["n"] == 8
     block = entry["evaluation"]["attacks"]["fgsm"]
     assert block["settings"]["eps_unit"] == "normalized" and block["settings"]["clamp"] is False
@@ -129,5 +138,7 @@ def test_paper_imagenet_experiment_end_to_end(tmp_path):
 def test_paper_experiment_in_bf16_autocast_and_channels_last(tmp_path):
     """The GPU knobs run on the CPU too; the attack stays fp32, so its budget is exact."""
     data_dir = make_folder(tmp_path / "data", [0, 1, 2, 3], per_class=2, size=64)
-    results = run(experiment_cfg(tmp_path, data_dir, *PAPER_RUN, "trainer.precision=bf16-mixed", "evaluation.channels_last=true"))
+    results = run(
+        experiment_cfg(tmp_path, data_dir, *PAPER_RUN, "trainer.precision=bf16-mixed", "evaluation.channels_last=true")
+    )
     check_paper_sweep(results)

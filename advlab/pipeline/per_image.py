@@ -52,10 +52,14 @@ def check_indices(indices: Sequence[int], size: int) -> list[int]:
     """The indices as ints, or a one-line error when one is outside a test set of ``size`` images."""
     indices = [int(i) for i in indices]
     if not indices:
-        raise AdvlabError("evaluation.per_image.indices is empty: list the image indices to report, e.g. [7, 16, 20, 27]")
+        raise AdvlabError(
+            "evaluation.per_image.indices is empty: list the image indices to report, e.g. [7, 16, 20, 27]"
+        )
     bad = [i for i in indices if not 0 <= i < size]
     if bad:
-        raise AdvlabError(f"report image index {bad[0]} is out of range: the test set has {size} images (0 … {size - 1})")
+        raise AdvlabError(
+            f"report image index {bad[0]} is out of range: the test set has {size} images (0 … {size - 1})"
+        )
     return indices
 
 
@@ -85,7 +89,9 @@ def build_attack(cfg: DictConfig, name: str) -> Attack:
         )
     attack = instantiate(nodes[name])
     if not isinstance(attack, Attack):
-        raise AdvlabError(f"evaluation.per_image.attack={name!r} is not a per-batch attack: use one such as fgsm or pgd")
+        raise AdvlabError(
+            f"evaluation.per_image.attack={name!r} is not a per-batch attack: use one such as fgsm or pgd"
+        )
     return attack
 
 

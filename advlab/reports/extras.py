@@ -93,8 +93,20 @@ def _pick(rows: Sequence[Mapping[str, Any]], label: str, column: Mapping[str, An
 
 def _describe(row: Mapping[str, Any]) -> str:
     """What a column measured: the attack's distinguishing settings and the images it used."""
-    keys = ("norm", "steps", "step_size", "restarts", "random_start", "loss", "temperature", "confidence",
-            "binary_search_steps", "initial_const", "lr", "eps_unit")
+    keys = (
+        "norm",
+        "steps",
+        "step_size",
+        "restarts",
+        "random_start",
+        "loss",
+        "temperature",
+        "confidence",
+        "binary_search_steps",
+        "initial_const",
+        "lr",
+        "eps_unit",
+    )
     settings = ", ".join(f"{k} {row[k]}" for k in keys if row.get(k) is not None)
     return f"{settings}; n = {row.get('n')} test images" if settings else f"n = {row.get('n')} test images"
 
@@ -144,7 +156,10 @@ def _condition(rows: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     first = rows[0]
     if first["eps"] is None:
         return "clean", "clean"
-    return f"{first['condition']}_eps{first['eps']:g}", f"{first['condition']}, eps {first['eps']:g} ({first['eps_unit']} units)"
+    return (
+        f"{first['condition']}_eps{first['eps']:g}",
+        f"{first['condition']}, eps {first['eps']:g} ({first['eps_unit']} units)",
+    )
 
 
 def top5_report(
@@ -170,10 +185,10 @@ def top5_report(
             k = max(int(r["rank"]) for r in found)
             # the paper's layout: image and true class once, then the k predictions
             block = [
-                {**r, "image": r["image"] if r["rank"] == 1 else "", "true_class": r["true_class"] if r["rank"] == 1 else "",
-                 "confidence": f"{r['confidence']:.4f}"}
+                {**r, "confidence": f"{r['confidence']:.4f}"}
+                | ({} if r["rank"] == 1 else {"image": "", "true_class": ""})
                 for r in found
-            ]  # fmt: skip
+            ]
             names = {"true_class": "true class", "class": "predicted class"}
             table = format_table(block, ["image", "true_class", "rank", "class", "confidence"], names)
             tables.append(f"### {label}: top-{k} classes, {words}\n\n{table}")

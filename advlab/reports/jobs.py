@@ -179,7 +179,11 @@ def collect(folders: Sequence[Path]) -> list[Job]:
             raise AdvlabError(f"{folder} is not a folder: {USAGE}")
         found = find_job_folders(folder)
         if not found:
-            what = "is empty" if not any(folder.iterdir()) else "holds no advlab runs (no results.json or .hydra/ in it or its subfolders)"
+            what = (
+                "is empty"
+                if not any(folder.iterdir())
+                else "holds no advlab runs (no results.json or .hydra/ in it or its subfolders)"
+            )
             raise AdvlabError(f"{folder} {what}: {USAGE}")
         for job in found:
             label = job.relative_to(folder).as_posix() if job != folder else folder.name

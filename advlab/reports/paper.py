@@ -71,7 +71,9 @@ def scale_note(table: PaperTable, rows: Sequence[Mapping[str, Any]], jobs: Seque
     trained = sorted(e for e in epochs if e is not None)
     if trained and trained[0] < table.epochs:
         reduced.append(f"{'/'.join(map(str, trained))} of its {table.epochs} training epochs")
-    loaded = " (weights loaded from a checkpoint: their training epochs are not recorded here)" if None in epochs else ""
+    loaded = (
+        " (weights loaded from a checkpoint: their training epochs are not recorded here)" if None in epochs else ""
+    )
     if reduced:
         return f"**Reduced run**: {' and '.join(reduced)}; not comparable with the paper's numbers.{loaded}"
     return f"Paper-sized run: {table.test_images} test images, {table.epochs} training epochs.{loaded}"
@@ -95,7 +97,9 @@ def compare(
     rows = [r for r in aggregate(group) if r["model"] == model and r["attack"] == table.attack]
     if not rows:
         models = sorted({r["model"] for job in done for r in job.rows})
-        raise AdvlabError(f"no {table.attack} rows for model {model!r} (models: {', '.join(models)}): pick one with --model")
+        raise AdvlabError(
+            f"no {table.attack} rows for model {model!r} (models: {', '.join(models)}): pick one with --model"
+        )
     by_eps = {round(float(r["eps"]), 6): r for r in rows if r.get("eps") is not None}
     seeds = sorted(group.jobs)
     lines = []

@@ -93,7 +93,9 @@ def plot_accuracy_vs_eps(rows: Sequence[Mapping[str, Any]], path: str | Path, me
     return plot_vs(rows, "eps", [metric], parts, path)
 
 
-def plot_examples(examples: Mapping[str, Any], class_names: Sequence[str], path: str | Path, attack: str | None = None) -> Path:
+def plot_examples(
+    examples: Mapping[str, Any], class_names: Sequence[str], path: str | Path, attack: str | None = None
+) -> Path:
     """A grid of example images: rows = eps, columns = images, titled true → predicted
     (the paper's Fig. 9)."""
     names = list(examples.get("attacks", {}))
@@ -114,7 +116,11 @@ def plot_examples(examples: Mapping[str, Any], class_names: Sequence[str], path:
             axes.imshow(picture.squeeze(-1) if picture.shape[-1] == 1 else picture, cmap="gray", vmin=0, vmax=1)
             true = int(examples["labels"][c])
             guess = int(pred[c])
-            axes.set_title(f"{class_label(class_names, true)} → {class_label(class_names, guess)}\n{float(conf[c]):.2f}", fontsize=8, color="black" if guess == true else "red")
+            axes.set_title(
+                f"{class_label(class_names, true)} → {class_label(class_names, guess)}\n{float(conf[c]):.2f}",
+                fontsize=8,
+                color="black" if guess == true else "red",
+            )
             axes.set_xticks([])
             axes.set_yticks([])
             if c == 0:

@@ -90,7 +90,9 @@ def group_jobs(jobs: Sequence[Job], folders: Sequence[Path]) -> list[SeedGroup]:
         group = groups.setdefault(key, SeedGroup(shared))
         roots.setdefault(key, set()).add(root)
         if seed in group.jobs:
-            group.notes.append(f"seed {seed}: several jobs ({group.jobs[seed].label}, {job.label}); the last one counts")
+            group.notes.append(
+                f"seed {seed}: several jobs ({group.jobs[seed].label}, {job.label}); the last one counts"
+            )
         group.jobs[seed] = job
     for key, group in groups.items():
         group.expected = set().union(*(folder_seeds[root] for root in roots[key]))
@@ -98,7 +100,9 @@ def group_jobs(jobs: Sequence[Job], folders: Sequence[Path]) -> list[SeedGroup]:
 
 
 def _identity(row: Mapping[str, Any], settings: set[str]) -> tuple[tuple[str, str], ...]:
-    return tuple((c, json.dumps(v, sort_keys=True, default=str)) for c, v in row.items() if c in IDENTITY or c in settings)
+    return tuple(
+        (c, json.dumps(v, sort_keys=True, default=str)) for c, v in row.items() if c in IDENTITY or c in settings
+    )
 
 
 def _is_number(value: Any) -> bool:
@@ -134,9 +138,10 @@ def aggregate(group: SeedGroup) -> list[dict[str, Any]]:
 
 
 def mean_std(row: Mapping[str, Any], column: str) -> str:
-    """``98.68 ± 0.02 (n=3)``: a percentage for a share, ``(n=1)`` alone when one seed has it."""
+    """``98.68 ± 0.02 (n=3)``: a percentage for a share, ``(n=1)`` alone when one seed has it;
+    a count every seed agrees on (test images) as the plain number."""
     mean, spread, n = row.get(column), row.get(f"{column}_std"), row.get(f"{column}_n")
-    if mean is None or n is None:
+    if mean is None or n is None or (spread == 0 and not is_percent(column)):
         return cell(mean, is_percent(column))
     if spread is None:
         return f"{cell(float(mean), is_percent(column))} (n={n})"
@@ -183,7 +188,7 @@ def write_seeds(folders: Sequence[str | Path], out: str | Path | None = None) ->
         "seeds_csv": write_csv(target / "seeds.csv", rows),
         "seeds_md": write_text(target / "seeds.md", f"# Seeds of {', '.join(map(str, paths))}\n\n{text}\n"),
     }
-    files.update(write_plots(rows, varying, target, "seeds"))
+    files.update(write_plots(rows, varying, target, "seeds", " (mean, band: ± 1 sample std over seeds)"))
     return Report(jobs, rows, text, files)
 
 
@@ -204,4 +209,4 @@ def _missing_lines(groups: Sequence[SeedGroup]) -> list[str]:
         overrides = " ".join(group.overrides) or "(no other overrides)"
         lines.extend(f"- [{overrides}] seed {seed}: {why}" for seed, why in group.missing().items())
         lines.extend(f"- [{overrides}] {note}" for note in group.notes)
-    return ["", "Missing seeds:", *lines] if lines else []
+    return ["", "Missing seeds" + (" and notes:" if any(g.notes for g in groups) else ":"), *lines] if lines else []

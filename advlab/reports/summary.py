@@ -140,7 +140,9 @@ def problems(jobs: Sequence[Job]) -> list[str]:
     return lines
 
 
-def write_plots(rows: Sequence[Mapping[str, Any]], varying: Sequence[str], out: Path, stem: str) -> dict[str, Path]:
+def write_plots(
+    rows: Sequence[Mapping[str, Any]], varying: Sequence[str], out: Path, stem: str, note: str = ""
+) -> dict[str, Path]:
     """Per x axis present: the metrics against it, one line per (sweep, model, defense, attack,
     target, swept setting other than the x axis itself)."""
     done = [r for r in rows if r.get("status", "completed") == "completed"]
@@ -151,7 +153,7 @@ def write_plots(rows: Sequence[Mapping[str, Any]], varying: Sequence[str], out: 
         swept = [k for k in varying if x not in k.rsplit(".", 1)[-1] and not (x == "patch_size" and "size" in k)]
         distinct = [p for p in SERIES if len({str(r.get(p)) for r in done}) > 1 or p in ("model", "attack")]
         for name, metrics in figures.items():
-            title = f"{name.replace('_', ' ')} vs {x.replace('_', ' ')}"
+            title = f"{name.replace('_', ' ')} vs {x.replace('_', ' ')}{note}"
             path = plot_vs(done, x, metrics, [*distinct, *swept], out / f"{stem}_{name}_vs_{x}.png", title)
             if path is not None:
                 files[f"{name}_vs_{x}"] = path
