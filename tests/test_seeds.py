@@ -88,11 +88,13 @@ def test_mean_and_sample_std_per_cell_with_missing_seeds_listed(seed_sweep):
 def test_one_seed_cell_has_no_std(tmp_path):
     make_job(tmp_path / "s" / "0", ["seed=0"], eps_results({0.1: 0.5}))
     make_job(tmp_path / "s" / "1", ["seed=1"], {"status": "terminated", "error": "SIGTERM"})
+    make_job(tmp_path / "s" / "2", ["seed=2"], {"status": "running", "started": "2026-01-01T00:00:00", "host": "node7"})
     write_seeds([tmp_path / "s"])
     [row] = [r for r in read_csv(tmp_path / "s" / "seeds.csv") if r["attack"] == "fgsm"]
-    assert row["top1_acc_std"] == "" and row["top1_acc_n"] == "1" and row["missing_seeds"] == "1"
+    assert row["top1_acc_std"] == "" and row["top1_acc_n"] == "1" and row["missing_seeds"] == "1,2"
     md = (tmp_path / "s" / "seeds.md").read_text()
     assert "50.00 (n=1)" in md and "seed 1: terminated: SIGTERM" in md
+    assert "seed 2: running: still running, or killed without a trace (started 2026-01-01T00:00:00, host node7)" in md
 
 
 def test_seeds_pool_several_sweeps(tmp_path):

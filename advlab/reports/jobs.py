@@ -79,6 +79,17 @@ class Job:
     error: str | None = None
 
     @property
+    def why(self) -> str:
+        """Why the job has no results: its error, or for a job that says it is running, since when."""
+        if self.error:
+            return self.error
+        if self.status == "running":
+            started = (self.results or {}).get("started")
+            where = ", ".join(f"{k} {self.results[k]}" for k in ("host", "pid") if (self.results or {}).get(k))
+            return f"still running, or killed without a trace (started {started or '?'}{', ' + where if where else ''})"
+        return "no error recorded"
+
+    @property
     def rows(self) -> list[dict[str, Any]]:
         """The job's result rows; none unless it completed."""
         return result_rows(self.results) if self.status == "completed" and self.results else []

@@ -45,7 +45,7 @@ class SeedGroup:
         why = {s: "no job folder" for s in self.expected if s not in self.jobs}
         for seed, job in self.jobs.items():
             if job.status != "completed":
-                why[seed] = f"{job.status}: {job.error or 'no error recorded'}"
+                why[seed] = f"{job.status}: {job.why}"
         return dict(sorted(why.items(), key=lambda item: _seed_order(item[0])))
 
 

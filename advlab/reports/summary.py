@@ -136,7 +136,7 @@ def problems(jobs: Sequence[Job]) -> list[str]:
         if job.status != "completed":
             own = [text for column, _, text in job_overrides(job, reserved) if column in varying] or job.overrides
             overrides = " ".join(own) or "(no overrides)"
-            lines.append(f"- {job.label}: {job.status}: {job.error or 'no error recorded'} [{overrides}]")
+            lines.append(f"- {job.label}: {job.status}: {job.why} [{overrides}]")
     return lines
 
 
