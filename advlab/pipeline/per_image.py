@@ -95,6 +95,17 @@ def build_attack(cfg: DictConfig, name: str) -> Attack:
     return attack
 
 
+def check_per_image(cfg: DictConfig, datamodule: Any) -> None:
+    """Before any training: the ``evaluation.per_image`` indices fit the test set and its attack
+    is a selected per-batch attack (a late failure would throw the trained models away)."""
+    settings = (cfg.get("evaluation") or {}).get("per_image")
+    if not settings:
+        return
+    check_indices(list(settings.get("indices") or []), len(report_dataset(datamodule)))
+    if settings.get("attack"):
+        build_attack(cfg, str(settings.get("attack")))
+
+
 def predict_per_image(
     cfg: DictConfig,
     models: Mapping[str, nn.Module],
