@@ -128,7 +128,7 @@ def find_job_folders(folder: Path) -> list[Path]:
 
 def _load_list(path: Path) -> list[str] | None:
     try:
-        return [str(o) for o in OmegaConf.load(path)]  # type: ignore[union-attr]
+        return [str(o) for o in OmegaConf.load(path)]
     except Exception:  # a damaged file: the caller falls back
         return None
 
