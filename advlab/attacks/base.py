@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import torch
@@ -16,6 +16,10 @@ from advlab.errors import AdvlabError
 from advlab.models.normalize import input_std
 
 EPS_UNITS = ("pixel", "normalized")
+# "train" exists only to reproduce a defect of the code behind the paper's §VI (the reference
+# protocol, PROTOCOLS.md §VI): it never calls model.eval(), so its attacks and predictions run
+# with dropout on. Every correct evaluation uses "eval".
+MODEL_MODES = ("eval", "train")
 
 
 def as_eps_list(eps: float | Sequence[float]) -> tuple[list[float], bool]:
@@ -68,17 +72,30 @@ def pixel_budget(model: nn.Module, eps: float, unit: str, like: torch.Tensor) ->
     return eps * std.to(device=like.device, dtype=like.dtype)
 
 
+def check_model_mode(mode: str) -> str:
+    if mode not in MODEL_MODES:
+        raise AdvlabError(f"unknown model_mode {mode!r}: use 'eval' (correct) or 'train' (the reference protocol's defect)")
+    return mode
+
+
 @contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Run the attack in eval mode (no dropout noise, frozen batch-norm statistics) and put every
-    submodule back in the mode it was in, even one the caller had set differently."""
+def model_mode(model: nn.Module, mode: str = "eval") -> Iterator[nn.Module]:
+    """Run with the whole model in ``mode`` and put every submodule back in the mode it was in,
+    even one the caller had set differently. ``eval``: no dropout noise, frozen batch-norm
+    statistics. ``train``: the reference protocol's defect (dropout on, fresh masks per forward)."""
     modes = [(module, module.training) for module in model.modules()]
-    model.eval()
+    model.train(check_model_mode(mode) == "train")
     try:
         yield model
     finally:
         for module, training in modes:
             module.training = training
+
+
+def eval_mode(model: nn.Module) -> AbstractContextManager[nn.Module]:
+    """Run the attack in eval mode (no dropout noise, frozen batch-norm statistics) and restore
+    every submodule's mode afterwards."""
+    return model_mode(model, "eval")
 
 
 def require_gradients() -> None:
@@ -96,8 +113,10 @@ def input_gradient(
     loss: str = "ce",
     temperature: float = 1.0,
     targeted: bool = False,
+    mode: str = "eval",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(∇x Σ loss, logits)`` at ``x`` with the model in eval mode.
+    """``(∇x Σ loss, logits)`` at ``x`` with the model in eval mode (``mode="train"``: the
+    reference protocol's dropout-on forward, see :func:`model_mode`).
 
     The loss is summed over the batch, so each sample's gradient is its own and does not shrink
     with the batch size. ``torch.autograd.grad`` asks for the input's gradient only: parameters'
@@ -105,7 +124,7 @@ def input_gradient(
     """
     require_gradients()
     x_var = x.detach().clone().requires_grad_(True)
-    with torch.enable_grad(), eval_mode(model):
+    with torch.enable_grad(), model_mode(model, mode):
         logits = model(x_var)
         objective = attack_loss(logits, y, loss, temperature, targeted).sum()
         (grad,) = torch.autograd.grad(objective, x_var)
@@ -138,6 +157,7 @@ class Attack:
         loss: str = "ce",
         temperature: float = 1.0,
         max_samples: int | None = None,
+        model_mode: str = "eval",
     ):
         self.eps_values, self._single = as_eps_list(eps)
         self.eps_unit = check_eps_unit(eps_unit)
@@ -148,6 +168,10 @@ class Attack:
         # evaluate on the first N test images only (a compute budget); the result rows state n
         self.max_samples = None if max_samples is None else check_count(max_samples, "max_samples", 1000)
         self.last_zero_grad: torch.Tensor | None = None
+        # "train" only for the reference protocol (MODEL_MODES); attacks that support it (FGSM)
+        # then set last_logits: the logits their last gradient was taken at
+        self.model_mode = check_model_mode(model_mode)
+        self.last_logits: torch.Tensor | None = None
 
     @property
     def eps(self) -> float | list[float]:
@@ -175,6 +199,9 @@ class Attack:
             "loss": self.loss,
             "temperature": self.temperature,
             "max_samples": self.max_samples,
+            # stated only when it is the reference protocol's train mode: eval-mode results keep
+            # the settings they always had
+            **({"model_mode": self.model_mode} if self.model_mode != "eval" else {}),
         }
 
     def __repr__(self) -> str:

@@ -2,6 +2,10 @@
 
 ``x_adv = x + eps · sign(∇x loss)``, then clamped to [0, 1] unless ``clamp=False``. The gradient
 does not depend on eps, so a list of budgets costs one forward and one backward pass.
+
+Under the reference protocol's defect (``model_mode="train"``, PROTOCOLS.md §VI) every forward
+draws fresh dropout masks, so the public code's gradient differs per eps: there the gradient is
+recomputed for every eps, as that code does.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ class FGSM(Attack):
     name = "fgsm"
 
     def sweep(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[tuple[float, torch.Tensor]]:
+        if self.model_mode == "train":
+            yield from self._sweep_per_eps(model, x, y)
+            return
         grad, _ = input_gradient(model, x, y, self.loss, self.temperature, self.targeted)
         self.last_zero_grad = zero_gradient_mask(grad)
         direction = grad.sign()
@@ -38,8 +45,21 @@ class FGSM(Attack):
             x_adv = x + pixel_budget(model, eps, self.eps_unit, x) * direction
             yield eps, (x_adv.clamp(0.0, 1.0) if self.clamp else x_adv)
 
+    def _sweep_per_eps(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[tuple[float, torch.Tensor]]:
+        """The reference protocol: one dropout-on forward and backward per eps; ``last_logits``
+        holds that forward's logits (the public code's "initial prediction" for this eps)."""
+        x = x.detach()
+        for index, eps in enumerate(self.eps_values):
+            grad, self.last_logits = input_gradient(model, x, y, self.loss, self.temperature, self.targeted, "train")
+            if index == 0:
+                self.last_zero_grad = zero_gradient_mask(grad)
+            x_adv = x + pixel_budget(model, eps, self.eps_unit, x) * grad.sign()
+            yield eps, (x_adv.clamp(0.0, 1.0) if self.clamp else x_adv)
+
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
-        return FGSM(eps, self.eps_unit, self.clamp, self.targeted, self.loss, self.temperature)(model, x, y)
+        return FGSM(eps, self.eps_unit, self.clamp, self.targeted, self.loss, self.temperature, model_mode=self.model_mode)(
+            model, x, y
+        )
 
 
 def fgsm(

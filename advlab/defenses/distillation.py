@@ -36,6 +36,17 @@ def check_distillation_temperature(temperature: float) -> float:
     return value
 
 
+STUDENT_LABELS = ("soft", "hard")
+
+
+def check_student_labels(labels: str) -> str:
+    """``soft`` (distillation) or ``hard``: the reference protocol's defect, where the public
+    code's soft-label assignment is a no-op and its student learns the true labels at T."""
+    if labels not in STUDENT_LABELS:
+        raise AdvlabError(f"defense.student_labels must be 'soft' or 'hard' (the reference's defect), got {labels!r}")
+    return labels
+
+
 def soft_labels(teacher: nn.Module, x: torch.Tensor, temperature: float) -> torch.Tensor:
     """``softmax(teacher(x) / T)`` per sample (rows sum to 1), from the teacher in eval mode
     (no dropout noise) and without gradients; the teacher's modes are restored afterwards."""
@@ -64,11 +75,17 @@ class DefensiveDistillation:
     name = "distillation"
     deployed_temperature = 1.0
 
-    def __init__(self, temperature: float = 100.0):
+    def __init__(self, temperature: float = 100.0, student_labels: str = "soft"):
         self.temperature = check_distillation_temperature(temperature)
+        self.student_labels = check_student_labels(student_labels)
 
     def soft_labels(self, teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return soft_labels(teacher, x, self.temperature)
 
     def describe(self) -> dict[str, object]:
-        return {"defense": self.name, "temperature": self.temperature, "deployed_temperature": self.deployed_temperature}
+        described: dict[str, object] = {
+            "defense": self.name, "temperature": self.temperature, "deployed_temperature": self.deployed_temperature,
+        }
+        if self.student_labels != "soft":  # stated only for the reference's defect
+            described["student_labels"] = self.student_labels
+        return described

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advlab.attacks.base import check_model_mode, model_mode
 from advlab.attacks.losses import check_temperature
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -31,6 +32,7 @@ class ClassifierModule(L.LightningModule):
         scheduler: SchedulerFactory | None = None,
         monitor: str = "val/loss",
         temperature: float = 1.0,
+        validation_mode: str = "eval",
     ):
         super().__init__()
         self.model = model
@@ -38,6 +40,9 @@ class ClassifierModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.monitor = monitor
         self.temperature = check_temperature(temperature)
+        # "train": the reference protocol's defect (PROTOCOLS.md §VI), validation with dropout on,
+        # which feeds the plateau scheduler a noisier loss; correct runs validate in eval mode
+        self.validation_mode = check_model_mode(validation_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -60,7 +65,8 @@ class ClassifierModule(L.LightningModule):
         return self._step(batch, "train")
 
     def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "val")
+        with model_mode(self.model, self.validation_mode):
+            return self._step(batch, "val")
 
     def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "test")

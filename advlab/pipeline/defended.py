@@ -52,7 +52,8 @@ def distillation(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[Mo
     the teacher itself.
     """
     spec = cfg.defense
-    defense = DefensiveDistillation(spec.temperature)  # T <= 0 fails here, before any training
+    # T <= 0 or unknown student labels fail here, before any training
+    defense = DefensiveDistillation(spec.temperature, spec.get("student_labels", "soft"))
     models: Models = {}
     info: dict[str, Any] = {}
     if spec.get("compare_undefended", True):
@@ -61,7 +62,9 @@ def distillation(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[Mo
 
     common = {"temperature": defense.temperature}
     teacher, teacher_info = None, None
-    if not spec.student.model.get("checkpoint") or spec.get("evaluate_teacher", False):
+    # a student on hard labels (the reference's defect) never reads a teacher: none is trained
+    needs_teacher = not spec.student.model.get("checkpoint") and defense.student_labels == "soft"
+    if needs_teacher or spec.get("evaluate_teacher", False):
         teacher, teacher_info = _fit_stage(
             "teacher", cfg, datamodule, model_cfg=spec.teacher.model, training_cfg=spec.teacher.training,
             max_epochs=spec.teacher.get("max_epochs"), **common,
@@ -70,7 +73,7 @@ def distillation(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[Mo
         log.info("distillation: student loaded from %s, teacher not needed", spec.student.model.checkpoint)
         factory: Any = None
     else:
-        factory = partial(DistillationModule, teacher=teacher)
+        factory = partial(DistillationModule, teacher=teacher, labels=defense.student_labels)
     student, student_info = _fit_stage(
         "student", cfg, datamodule, model_cfg=spec.student.model, training_cfg=spec.student.training,
         max_epochs=spec.student.get("max_epochs"), **common, **({"module_factory": factory} if factory else {}),

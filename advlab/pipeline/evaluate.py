@@ -22,7 +22,7 @@ from hydra.utils import get_method as locate
 from advlab.attacks.base import Attack
 from advlab.config import instantiate
 from advlab.errors import AdvlabError
-from advlab.lit.attack_eval import AttackEvaluation
+from advlab.lit.attack_eval import AttackEvaluation, check_model_modes
 from advlab.pipeline.trainers import build_trainer
 
 
@@ -40,7 +40,10 @@ def build_attacks(cfg: DictConfig) -> dict[str, Any]:
 def preflight(cfg: DictConfig, attacks: Mapping[str, Any], datamodule: L.LightningDataModule) -> None:
     """Let attacks with their own procedure check themselves against the data (class names,
     image size) before any model is trained: ``preflight = "dotted.path.fn"`` on the attack
-    class, called as ``fn(cfg, name, attack, datamodule)``."""
+    class, called as ``fn(cfg, name, attack, datamodule)``. Attack and evaluation model modes
+    (the reference protocol's train mode) must agree."""
+    per_batch = {name: a for name, a in attacks.items() if isinstance(a, Attack)}
+    check_model_modes(per_batch, (cfg.get("evaluation") or {}).get("model_mode", "eval"))
     for name, attack in attacks.items():
         check = getattr(attack, "preflight", None)
         if check:
@@ -70,6 +73,8 @@ def evaluate_models(
             datamodule=datamodule,
             channels_last=evaluation.get("channels_last", False),
             attack_autocast=evaluation.get("attack_autocast", False),
+            model_mode=evaluation.get("model_mode", "eval"),
+            clean_wrong_counts_wrong=evaluation.get("clean_wrong_counts_wrong", False),
         )
         # inference_mode=False: Lightning's default would forbid the attacks' input gradients.
         # The module splits the test set across processes itself, without padding duplicates.
