@@ -19,7 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from advlab.defenses.distillation import check_distillation_temperature, check_student_labels, freeze, soft_labels
+from advlab.defenses.distillation import (
+    check_distillation_temperature,
+    check_student_labels,
+    freeze,
+    soft_labels,
+)
 from advlab.errors import AdvlabError
 from advlab.lit.classifier import ClassifierModule, OptimizerFactory, SchedulerFactory
 
