@@ -46,8 +46,11 @@ class DistillationModule(ClassifierModule):
         monitor: str = "val/loss",
         temperature: float = 100.0,
         labels: str = "soft",
+        validation_mode: str = "eval",
     ):
-        super().__init__(model, optimizer, scheduler, monitor, check_distillation_temperature(temperature))
+        super().__init__(
+            model, optimizer, scheduler, monitor, check_distillation_temperature(temperature), validation_mode
+        )
         self.labels = check_student_labels(labels)
         if teacher is None and self.labels == "soft":
             raise AdvlabError("a distillation student on soft labels needs a teacher (defense.student_labels=soft)")
