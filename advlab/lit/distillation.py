@@ -81,8 +81,7 @@ class DistillationModule(ClassifierModule):
         metrics = {"loss": loss, "acc": (predicted == labels).float().mean()}
         if self.teacher is not None:
             metrics["teacher_agreement"] = (predicted == soft.argmax(dim=1)).float().mean()
-        for name, value in metrics.items():
-            self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, prog_bar=name != "teacher_agreement", batch_size=len(x))
+        self.tally(stage, len(x), **metrics)
         return loss
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
