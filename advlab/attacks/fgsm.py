@@ -3,9 +3,9 @@
 ``x_adv = x + eps · sign(∇x loss)``, then clamped to [0, 1] unless ``clamp=False``. The gradient
 does not depend on eps, so a list of budgets costs one forward and one backward pass.
 
-Under the reference protocol's defect (``model_mode="train"``, PROTOCOLS.md §VI) every forward
-draws fresh dropout masks, so the public code's gradient differs per eps: there the gradient is
-recomputed for every eps, as that code does.
+Under the reference protocol's defect (``model_mode="train"``, docs/reference_protocol.md) every
+forward draws fresh dropout masks, so the public code's gradient differs per eps: there the
+gradient is recomputed for every eps, as that code does.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, input_gradient, pixel_budget, zero_gradient_mask
+from advlab.attacks.base import AttackStep, BoundedAttack, input_gradient, pixel_budget, zero_gradient_mask
 
 
-class FGSM(Attack):
+class FGSM(BoundedAttack):
     """Config-built FGSM: ``FGSM(eps=[0, 0.1, 0.3])(model, x, y)``.
 
     Args:
@@ -33,33 +33,30 @@ class FGSM(Attack):
 
     name = "fgsm"
 
-    def sweep(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[tuple[float, torch.Tensor]]:
+    def sweep(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[AttackStep]:
         if self.model_mode == "train":
             yield from self._sweep_per_eps(model, x, y)
             return
         grad, _ = input_gradient(model, x, y, self.loss, self.temperature, self.targeted)
-        self.last_zero_grad = zero_gradient_mask(grad)
+        zero_grad = zero_gradient_mask(grad)
         direction = grad.sign()
         x = x.detach()
         for eps in self.eps_values:
             x_adv = x + pixel_budget(model, eps, self.eps_unit, x) * direction
-            yield eps, (x_adv.clamp(0.0, 1.0) if self.clamp else x_adv)
+            yield AttackStep(eps, x_adv.clamp(0.0, 1.0) if self.clamp else x_adv, zero_grad=zero_grad)
 
-    def _sweep_per_eps(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[tuple[float, torch.Tensor]]:
-        """The reference protocol: one dropout-on forward and backward per eps; ``last_logits``
-        holds that forward's logits (the public code's "initial prediction" for this eps)."""
+    def _sweep_per_eps(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[AttackStep]:
+        """The reference protocol: one dropout-on forward and backward per eps; each step carries
+        that forward's logits (the public code's "initial prediction" for this eps)."""
         x = x.detach()
-        for index, eps in enumerate(self.eps_values):
-            grad, self.last_logits = input_gradient(model, x, y, self.loss, self.temperature, self.targeted, "train")
-            if index == 0:
-                self.last_zero_grad = zero_gradient_mask(grad)
+        for eps in self.eps_values:
+            grad, logits = input_gradient(model, x, y, self.loss, self.temperature, self.targeted, "train")
             x_adv = x + pixel_budget(model, eps, self.eps_unit, x) * grad.sign()
-            yield eps, (x_adv.clamp(0.0, 1.0) if self.clamp else x_adv)
+            x_adv = x_adv.clamp(0.0, 1.0) if self.clamp else x_adv
+            yield AttackStep(eps, x_adv, zero_grad=zero_gradient_mask(grad), logits=logits)
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
-        return FGSM(eps, self.eps_unit, self.clamp, self.targeted, self.loss, self.temperature, model_mode=self.model_mode)(
-            model, x, y
-        )
+    def strength(self, eps: float | None) -> int | None:
+        return 1
 
 
 def fgsm(
