@@ -50,7 +50,9 @@ VARIANTS = ("torch", "advlab", "advlab-dataloader")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=2000, help="timed batch-1 steps per measurement")
     parser.add_argument("--warmup", type=int, default=200, help="untimed steps before the timed ones")
     parser.add_argument("--repeats", type=int, default=3, help="rounds over the variants; the median is reported")
@@ -86,11 +88,15 @@ class StepTimer(L.Callback):
         self.end: float | None = None
         self.steps = 0
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if batch_idx == self.warmup:
             self.start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if batch_idx >= self.warmup:
             self.end = time.perf_counter()
             self.steps = batch_idx - self.warmup + 1

@@ -42,7 +42,9 @@ class _Source(L.LightningDataModule):
 
 
 def evaluate(model: torch.nn.Module, attack: FGSM, x: torch.Tensor, y: torch.Tensor, **options) -> dict:
-    module = AttackEvaluation(model, {"fgsm": attack}, num_classes=10, example_count=0, datamodule=_Source(x, y), **options)
+    module = AttackEvaluation(
+        model, {"fgsm": attack}, num_classes=10, example_count=0, datamodule=_Source(x, y), **options
+    )
     trainer = L.Trainer(
         accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False, inference_mode=False
     )
@@ -60,7 +62,8 @@ def test_train_mode_draws_fresh_masks_per_forward_and_per_eps(trained_cnn, test_
     attack = FGSM(eps=[0.2, 0.2], model_mode="train")
     a, b = attack(model, x, y)
     assert not torch.equal(a, b), "the gradient is recomputed for every eps"
-    assert attack.last_logits is not None and attack.settings()["model_mode"] == "train"
+    steps = list(attack.sweep(model, x, y))
+    assert all(step.logits is not None for step in steps) and attack.settings()["model_mode"] == "train"
 
 
 def test_default_is_eval_mode_with_one_shared_gradient(trained_cnn, test_batch):
@@ -71,7 +74,7 @@ def test_default_is_eval_mode_with_one_shared_gradient(trained_cnn, test_batch):
     again = FGSM(eps=0.2)(model, x, y)
     assert torch.equal(a, b) and torch.equal(a, again)
     assert model.training, "the caller's mode is restored"
-    assert attack.last_logits is None and "model_mode" not in attack.settings()
+    assert all(step.logits is None for step in attack.sweep(model, x, y)) and "model_mode" not in attack.settings()
 
 
 def test_reference_evaluation_changes_predictions_and_counts_initially_wrong_as_wrong(trained_cnn, test_batch):
@@ -153,7 +156,8 @@ def test_reference_student_is_half_width_and_no_teacher_is_needed(make_cfg):
 def test_hard_label_student_learns_the_true_labels_at_t(trained_cnn, test_batch):
     x, y = test_batch
     student = MnistCNN(channels=(16, 32), hidden=64).eval()
-    module = DistillationModule(student, None, optimizer=partial(torch.optim.Adam, lr=1e-3), temperature=100.0, labels="hard")
+    adam = partial(torch.optim.Adam, lr=1e-3)
+    module = DistillationModule(student, None, optimizer=adam, temperature=100.0, labels="hard")
     assert module.teacher is None
     loss = module.training_step((x, y), 0)
     with torch.no_grad():

@@ -99,7 +99,9 @@ MODEL_MODES = ("eval", "train")
 
 def check_model_mode(mode: str) -> str:
     if mode not in MODEL_MODES:
-        raise AdvlabError(f"unknown model_mode {mode!r}: use 'eval' (correct) or 'train' (the reference protocol's defect)")
+        raise AdvlabError(
+            f"unknown model_mode {mode!r}: use 'eval' (correct) or 'train' (the reference protocol's defect)"
+        )
     return mode
 
 

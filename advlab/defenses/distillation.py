@@ -24,6 +24,7 @@ from torch import nn
 
 from advlab.attacks.base import eval_mode
 from advlab.attacks.losses import check_temperature
+from advlab.errors import AdvlabError
 
 
 def check_distillation_temperature(temperature: float) -> float:
