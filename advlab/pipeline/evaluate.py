@@ -20,8 +20,8 @@ from advlab.attacks.base import Attack
 from advlab.attacks.patch import PatchAttack
 from advlab.config import instantiate
 from advlab.errors import AdvlabError
-from advlab.lit.attack_eval import AttackEvaluation, check_model_modes
-from advlab.pipeline.patch import evaluate_patch, preflight_patch
+from advlab.lit.attack_eval import AttackEvaluation
+from advlab.pipeline.patch import evaluate_patch
 from advlab.pipeline.trainers import build_trainer
 
 
@@ -34,17 +34,6 @@ def build_attacks(cfg: DictConfig) -> dict[str, Any]:
             raise AdvlabError(f"attack.{name} builds {type(attack).__name__}, not an advlab attack: check its _target_")
         attacks[str(name)] = attack
     return attacks
-
-
-def preflight(cfg: DictConfig, attacks: Mapping[str, Any], datamodule: L.LightningDataModule) -> None:
-    """Check patches against the data (class names, image size) before any model is trained,
-    and that attacks and evaluation agree on the model mode (the reference protocol's train mode)."""
-    check_model_modes(
-        {name: a for name, a in attacks.items() if isinstance(a, Attack)},
-        (cfg.get("evaluation") or {}).get("model_mode", "eval"))
-    for name, attack in attacks.items():
-        if isinstance(attack, PatchAttack):
-            preflight_patch(cfg, name, attack, datamodule)
 
 
 def evaluate_models(
