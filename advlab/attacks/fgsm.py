@@ -2,6 +2,10 @@
 
 ``x_adv = x + eps · sign(∇x loss)``, then clamped to [0, 1] unless ``clamp=False``. The gradient
 does not depend on eps, so a list of budgets costs one forward and one backward pass.
+
+Under the reference protocol's defect (``model_mode="train"``, docs/reference_protocol.md) every
+forward draws fresh dropout masks, so the public code's gradient differs per eps: there the
+gradient is recomputed for every eps, as that code does.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ class FGSM(BoundedAttack):
     name = "fgsm"
 
     def sweep(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[AttackStep]:
+        if self.model_mode == "train":
+            yield from self._sweep_per_eps(model, x, y)
+            return
         grad, _ = input_gradient(model, x, y, self.loss, self.temperature, self.targeted)
         zero_grad = zero_gradient_mask(grad)
         direction = grad.sign()
@@ -37,6 +44,16 @@ class FGSM(BoundedAttack):
         for eps in self.eps_values:
             x_adv = x + pixel_budget(model, eps, self.eps_unit, x) * direction
             yield AttackStep(eps, x_adv.clamp(0.0, 1.0) if self.clamp else x_adv, zero_grad=zero_grad)
+
+    def _sweep_per_eps(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[AttackStep]:
+        """The reference protocol: one dropout-on forward and backward per eps; each step carries
+        that forward's logits (the public code's "initial prediction" for this eps)."""
+        x = x.detach()
+        for eps in self.eps_values:
+            grad, logits = input_gradient(model, x, y, self.loss, self.temperature, self.targeted, "train")
+            x_adv = x + pixel_budget(model, eps, self.eps_unit, x) * grad.sign()
+            x_adv = x_adv.clamp(0.0, 1.0) if self.clamp else x_adv
+            yield AttackStep(eps, x_adv, zero_grad=zero_gradient_mask(grad), logits=logits)
 
     def strength(self, eps: float | None) -> int | None:
         return 1

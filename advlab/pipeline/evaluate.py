@@ -59,6 +59,8 @@ def evaluate_models(
             datamodule=datamodule,
             channels_last=evaluation.get("channels_last", False),
             attack_autocast=evaluation.get("attack_autocast", False),
+            model_mode=evaluation.get("model_mode", "eval"),
+            clean_wrong_counts_wrong=evaluation.get("clean_wrong_counts_wrong", False),
         )
         # inference_mode=False: Lightning's default would forbid the attacks' input gradients.
         # The module splits the test set across processes itself, without padding duplicates.
