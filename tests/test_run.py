@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -218,6 +219,22 @@ def test_online_wandb_without_a_key_fails_at_once(make_cfg, monkeypatch, tmp_pat
         run(make_cfg("logger=wandb", "logger.wandb.offline=false"))
     assert time.monotonic() - started < 20
     assert not (tmp_path / "run" / "wandb").exists()
+
+
+def test_the_table_is_printed_before_the_figures_are_drawn(make_cfg, monkeypatch, capsys):
+    import advlab.run
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no display")
+
+    monkeypatch.setattr(advlab.run, "plot_accuracy_vs_eps", broken)
+    cfg = make_cfg("attack.fgsm.eps=[0.1]", "logger=none")
+    with pytest.raises(RuntimeError, match="no display"):
+        run(cfg)
+    assert re.search(r"\| undefended \|\s+fgsm \|\s+0.1 \|", capsys.readouterr().out)
+    out = Path(cfg.paths.output_dir)
+    assert json.loads((out / "results.json").read_text())["status"] == "failed"
+    assert (out / "results.csv").is_file()  # the numbers are on disk too
 
 
 # --- what the files look like -------------------------------------------------------------------
