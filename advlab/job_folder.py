@@ -212,9 +212,8 @@ class ClaimJobFolder(Callback):
     folder that is taken or unwritable stops the command with one line and exit status 2."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._claim(
-            lambda: claim(config.hydra.run.dir, config.get("overwrite", False), {"task_name": config.get("task_name")})
-        )
+        about = {"task_name": config.get("task_name"), "overrides": list(config.hydra.overrides.task)}
+        self._claim(lambda: claim(config.hydra.run.dir, config.get("overwrite", False), about))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._claim(lambda: claim_sweep(config.hydra.sweep.dir, config.get("overwrite", False)))
