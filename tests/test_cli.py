@@ -50,7 +50,7 @@ def log_says(folder: Path, text: str) -> Callable[[], bool]:
 
 
 # QUICK with the progress lines on (the tests below wait for them)
-LINES = [o for o in QUICK if "enable_progress_bar" not in o] + ["trainer.progress_bar=lines", "logger=none"]
+LINES = [o for o in QUICK if "enable_progress_bar" not in o] + ["callbacks.progress_bar=lines", "logger=none"]
 
 
 def test_help_lists_config_groups(tmp_path):
