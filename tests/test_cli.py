@@ -59,6 +59,8 @@ def test_help_lists_config_groups(tmp_path):
     for group in ("attack:", "data:", "defense:", "experiment:", "logger:", "model:", "trainer:", "paths:"):
         assert group in result.stdout
     assert "paper_mnist_fgsm" in result.stdout
+    # the examples quote lists, which zsh would otherwise expand (and fail on)
+    assert "advlab -m 'attack.fgsm.eps=[0.1],[0.3]'" in result.stdout and " attack.fgsm.eps=[" not in result.stdout
 
 
 def test_two_value_multirun_sweep(tmp_path, mnist_dir):

@@ -196,7 +196,7 @@ def test_tensorboard_event_files_hold_the_logged_scalars(sweep):
     assert [e.value for e in evaluation.Scalars("undefended/clean/top1_acc")] == pytest.approx([entry["evaluation"]["clean"]["top1_acc"]], abs=1e-6)
     assert {"figures/accuracy_plot", "figures/examples_undefended", "figures/loss_plot_undefended"} <= set(evaluation.Tags()["images"])
     [text] = evaluation.Tensors("results/text_summary")
-    assert re.search(r"\| undefended \|\s+fgsm \|", text.tensor_proto.string_val[0].decode())
+    assert re.search(r"\| +undefended \| +fgsm \|", text.tensor_proto.string_val[0].decode())  # the results table
 
 
 def test_csv_logs_per_stage_with_the_config(sweep):

@@ -134,13 +134,13 @@ def check_attacks(cfg: DictConfig, attacks: Mapping[str, Any], datamodule: L.Lig
 
 
 def preflight(cfg: DictConfig, attacks: Mapping[str, Any], datamodule: L.LightningDataModule) -> None:
-    """Every check that needs no model, before any training."""
+    """Every check that needs no model, before any training (:func:`check_wandb` runs earlier,
+    before the job's wandb run is opened)."""
     from advlab.diagnostics import thresholds
 
     thresholds((cfg.get("evaluation") or {}).get("diagnostics"))  # read after the evaluation: check its keys now
     check_accelerator(cfg)
     check_epochs(cfg)
-    check_wandb(cfg)
     check_target(cfg, datamodule)
     check_per_image(cfg, datamodule)
     check_attacks(cfg, attacks, datamodule)
