@@ -87,7 +87,17 @@ def distillation(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[Mo
     return models, info
 
 
-PROCEDURES: dict[str, Procedure] = {"none": undefended, "distillation": distillation}
+def _adversarial_training(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[Models, dict[str, Any]]:
+    from advlab.pipeline.adversarial import adversarial_training  # imports this module back
+
+    return adversarial_training(cfg, datamodule)
+
+
+PROCEDURES: dict[str, Procedure] = {
+    "none": undefended,
+    "distillation": distillation,
+    "adversarial_training": _adversarial_training,
+}
 
 
 def prepare_models(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[Models, dict[str, Any]]:
