@@ -4,10 +4,29 @@ Each attack has a config-built class and a functional form. None of them mutates
 leaves gradients on the model's parameters, or changes the model's train/eval mode.
 """
 
+from advlab.attacks.apgd import APGD, apgd
+from advlab.attacks.autoattack import AutoAttack
 from advlab.attacks.base import Attack
 from advlab.attacks.cw import CarliniWagnerL2, cw
 from advlab.attacks.fgsm import FGSM, fgsm
 from advlab.attacks.patch import PatchAttack, paste, paste_random
 from advlab.attacks.pgd import PGD, pgd
+from advlab.attacks.square import Square, square_linf
 
-__all__ = ["Attack", "CarliniWagnerL2", "FGSM", "PGD", "PatchAttack", "cw", "fgsm", "paste", "paste_random", "pgd"]
+__all__ = [
+    "APGD",
+    "Attack",
+    "AutoAttack",
+    "CarliniWagnerL2",
+    "FGSM",
+    "PGD",
+    "PatchAttack",
+    "Square",
+    "apgd",
+    "cw",
+    "fgsm",
+    "paste",
+    "paste_random",
+    "pgd",
+    "square_linf",
+]

@@ -23,8 +23,13 @@ from advlab.pipeline.fit import fit_classifier
 log = logging.getLogger(__name__)
 
 
-def adversarial_training(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[dict[str, Any], dict[str, Any]]:
-    from advlab.pipeline.defended import distillation, undefended  # defended imports this module
+def adversarial_training(
+    cfg: DictConfig, datamodule: L.LightningDataModule
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    from advlab.pipeline.defended import (
+        distillation,
+        undefended,
+    )  # defended imports this module
 
     spec = cfg.defense
     defense = AdversarialTraining(
@@ -51,21 +56,36 @@ def adversarial_training(cfg: DictConfig, datamodule: L.LightningDataModule) -> 
 
     def factory(*args: Any, **kwargs: Any) -> AdversarialTrainingModule:
         built = AdversarialTrainingModule(
-            *args, defense=defense, robust_val_samples=spec.get("robust_val_samples", 500),
-            restore_best=spec.get("restore_best", True), seed=cfg.get("seed", 0), **kwargs,
+            *args,
+            defense=defense,
+            robust_val_samples=spec.get("robust_val_samples", 500),
+            restore_best=spec.get("restore_best", True),
+            seed=cfg.get("seed", 0),
+            **kwargs,
         )
         module.append(built)
         return built
 
     try:
         model, fit_info = fit_classifier(
-            cfg, datamodule, stage="adversarial", model_cfg=model_cfg, training_cfg=spec.get("training") or cfg.training,
-            max_epochs=spec.get("max_epochs"), module_factory=partial(factory),
+            cfg,
+            datamodule,
+            stage="adversarial",
+            model_cfg=model_cfg,
+            training_cfg=spec.get("training") or cfg.training,
+            max_epochs=spec.get("max_epochs"),
+            module_factory=partial(factory),
         )
     except AdvlabError as error:
         raise AdvlabError(f"adversarial (defense.adversarial): {error}") from None
-    described = module[0].describe() if module else {**defense.describe(), "trained": False}
+    described = (
+        module[0].describe() if module else {**defense.describe(), "trained": False}
+    )
     models["adversarial"] = model
-    info["adversarial"] = {**fit_info, **described, "architecture": model_cfg.get("name")}
+    info["adversarial"] = {
+        **fit_info,
+        **described,
+        "architecture": model_cfg.get("name"),
+    }
     log.info("adversarial training: %s", described)
     return models, info
