@@ -34,8 +34,10 @@ def autoattack_warnings(model: str, attacks: Mapping[str, Any]) -> list[dict[str
                     "randomized",
                     row.get("randomized_share"),
                     0.0,
-                    "images gave different logits for the same input in eval mode: a randomised model; "
-                    "attack it with expectation over transformation (AutoAttack's rand version)",
+                    (
+                        "images gave different logits for the same input in eval mode: a randomised model; "
+                        "attack it with expectation over transformation (AutoAttack's rand version)"
+                    ),
                 ),
                 (
                     "probability_output",
@@ -47,8 +49,10 @@ def autoattack_warnings(model: str, attacks: Mapping[str, Any]) -> list[dict[str
                     "square_beats_gradient",
                     row.get("square_only_share"),
                     SQUARE_GAIN,
-                    "of the images were broken only by Square (no gradients) after both APGD runs: "
-                    "the gradients mislead the gradient attacks (masking)",
+                    (
+                        "of the images were broken only by Square (no gradients) after both APGD runs: "
+                        "the gradients mislead the gradient attacks (masking)"
+                    ),
                 ),
             )
             for check, share, limit, text in checks:

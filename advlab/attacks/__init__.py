@@ -15,11 +15,11 @@ from advlab.attacks.square import Square, square_linf
 
 __all__ = [
     "APGD",
+    "FGSM",
+    "PGD",
     "Attack",
     "AutoAttack",
     "CarliniWagnerL2",
-    "FGSM",
-    "PGD",
     "PatchAttack",
     "Square",
     "apgd",

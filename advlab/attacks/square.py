@@ -63,7 +63,7 @@ def square_linf(
             1,
             min(
                 h - 1,
-                int(round(math.sqrt(square_share(p_init, query, queries) * h * w))),
+                round(math.sqrt(square_share(p_init, query, queries) * h * w)),
             ),
         )
         top = (
