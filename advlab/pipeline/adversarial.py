@@ -52,6 +52,10 @@ def adversarial_training(
         info["undefended"] = {**info["undefended"], "defense": "none"}
 
     model_cfg = spec.get("model") or cfg.model
+    if spec.get(
+        "checkpoint"
+    ):  # trained weights (adversarial.pt of an earlier run): evaluate, no training
+        model_cfg = OmegaConf.merge(model_cfg, {"checkpoint": spec.checkpoint})
     module: list[AdversarialTrainingModule] = []
 
     def factory(*args: Any, **kwargs: Any) -> AdversarialTrainingModule:
