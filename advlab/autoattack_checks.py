@@ -18,9 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-SQUARE_GAIN = (
-    0.002  # AutoAttack flags Square lowering robust accuracy by more than this
-)
+SQUARE_GAIN = 0.002  # AutoAttack flags Square lowering robust accuracy by more than this
 
 
 def autoattack_warnings(model: str, attacks: Mapping[str, Any]) -> list[dict[str, Any]]:

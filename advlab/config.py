@@ -26,6 +26,10 @@ def project_root() -> str:
 
 if not OmegaConf.has_resolver("advlab_root"):
     OmegaConf.register_new_resolver("advlab_root", project_root)
+# `${as_sweep:${attack.patch.target}}`: a config list as a sweeper's "a,b,c", so a -m sweep
+# and a one-job run read the same list (experiment/mnist_patch.yaml)
+if not OmegaConf.has_resolver("as_sweep"):
+    OmegaConf.register_new_resolver("as_sweep", lambda values: ",".join(str(v) for v in values))
 
 
 def instantiate(node: Any, **kwargs: Any) -> Any:

@@ -9,9 +9,3 @@ traceback.
 
 class AdvlabError(Exception):
     """A problem with the user's input or environment, explained in one line."""
-
-
-def check(condition: bool, message: str) -> None:
-    """Raise :class:`AdvlabError` with ``message`` unless ``condition`` holds."""
-    if not condition:
-        raise AdvlabError(message)

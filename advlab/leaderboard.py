@@ -18,21 +18,13 @@ from advlab.plots import plot_accuracy_vs_eps
 from advlab.tables import format_table, is_percent, result_rows
 
 
-def _picked(
-    rows: Sequence[Mapping[str, Any]], label: str, column: Mapping[str, Any]
-) -> Mapping[str, Any] | None:
+def _picked(rows: Sequence[Mapping[str, Any]], label: str, column: Mapping[str, Any]) -> Mapping[str, Any] | None:
     found = [
         r
         for r in rows
         if r["model"] == label
         and r["attack"] == column.get("attack", "none")
-        and (
-            "eps" not in column
-            or (
-                r.get("eps") is not None
-                and abs(float(r["eps"]) - float(column["eps"])) < 1e-9
-            )
-        )
+        and ("eps" not in column or (r.get("eps") is not None and abs(float(r["eps"]) - float(column["eps"])) < 1e-9))
     ]
     return found[0] if found else None
 
@@ -51,14 +43,10 @@ def leaderboard_report(
     eps, metric}`` (``attack: none`` is clean); ``sort_by``: the header to sort on, descending;
     ``anchors``: published rows ``{model, source, <header>: percent, …}``."""
     if not columns:
-        raise AdvlabError(
-            "leaderboard needs columns: a list of {header, attack, eps, metric}"
-        )
+        raise AdvlabError("leaderboard needs columns: a list of {header, attack, eps, metric}")
     headers = [c["header"] for c in columns]
     if sort_by is not None and sort_by not in headers:
-        raise AdvlabError(
-            f"leaderboard sort_by {sort_by!r} is not a column header: use one of {', '.join(headers)}"
-        )
+        raise AdvlabError(f"leaderboard sort_by {sort_by!r} is not a column header: use one of {', '.join(headers)}")
     out_dir = Path(cfg.paths.output_dir)
     rows = result_rows(results)
     table, counts = [], {}
@@ -73,9 +61,7 @@ def leaderboard_report(
             value = picked.get(column.get("metric", "top1_acc")) if picked else None
             # shares print as percentages, like the published rows
             line[column["header"]] = (
-                100 * value
-                if value is not None and is_percent(column.get("metric", "top1_acc"))
-                else value
+                100 * value if value is not None and is_percent(column.get("metric", "top1_acc")) else value
             )
             if picked is not None:
                 counts.setdefault(column["header"], picked.get("n"))
@@ -96,16 +82,10 @@ def leaderboard_report(
         )
     body = format_table(table, ["model", "defense", "source", *headers])
     legend = "\n".join(
-        f"- {h}: n = {counts[h]} test images" if h in counts else f"- {h}: not measured"
-        for h in headers
+        f"- {h}: n = {counts[h]} test images" if h in counts else f"- {h}: not measured" for h in headers
     )
     warnings = results.get("warnings") or []
-    flags = (
-        "\n".join(
-            f"- **{w['model']}** ({w['check']}): {w['message']}" for w in warnings
-        )
-        or "none"
-    )
+    flags = "\n".join(f"- **{w['model']}** ({w['check']}): {w['message']}" for w in warnings) or "none"
     markdown = (
         f"{body}\n\nNumbers are accuracy in %, sorted by {sort_by or 'run order'}. Rows whose source is not "
         "'measured here' are published numbers (quoted, not reproduced).\n\n"
@@ -118,18 +98,8 @@ def leaderboard_report(
         f"{name}_csv": write_csv(out_dir / f"{name}.csv", table),
     }
     for label in results.get("models", {}):
-        curve = [
-            r
-            for r in rows
-            if r["model"] == label
-            and r["attack"] != "none"
-            and r.get("eps") is not None
-        ]
-        plotted = (
-            plot_accuracy_vs_eps(curve, out_dir / f"accuracy_vs_eps_{label}.png")
-            if curve
-            else None
-        )
+        curve = [r for r in rows if r["model"] == label and r["attack"] != "none" and r.get("eps") is not None]
+        plotted = plot_accuracy_vs_eps(curve, out_dir / f"accuracy_vs_eps_{label}.png") if curve else None
         if plotted:
             files[f"accuracy_vs_eps_{label}"] = plotted
     return files

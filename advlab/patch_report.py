@@ -125,7 +125,7 @@ def sweep_rows(folder: str | Path) -> list[dict[str, Any]]:
 
 def write_sweep_report(folder: str | Path) -> dict[str, Path]:
     """``patch_tables.md`` and ``patches_<model>.png`` for every patch result below ``folder``."""
-    from advlab.attacks.patch import load_patch, slug
+    from advlab.attacks.patch_files import load_patch, slug
 
     folder = Path(folder)
     rows = [r for r in sweep_rows(folder) if r.get("patch_size") is not None]

@@ -19,9 +19,7 @@ from advlab.errors import AdvlabError
 
 
 def _mlp() -> nn.Module:
-    return nn.Sequential(
-        nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 10)
-    )
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 10))
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +42,9 @@ def _fit(x, y, defense: AdversarialTraining | None, epochs: int = 3) -> nn.Modul
             if defense is None:
                 loss = nn.functional.cross_entropy(model(xb), yb)
             else:
-                x_adv = defense.adversarial(
-                    model, xb, yb, epoch + start / len(x), generator
-                )
-                assert (
-                    model.training
-                )  # the attack ran in eval mode and gave the mode back
-                assert all(
-                    p.grad is None or not p.grad.any() for p in model.parameters()
-                )
+                x_adv = defense.adversarial(model, xb, yb, epoch + start / len(x), generator)
+                assert model.training  # the attack ran in eval mode and gave the mode back
+                assert all(p.grad is None or not p.grad.any() for p in model.parameters())
                 loss, _ = defense.loss(model, xb, x_adv, yb)
             loss.backward()
             optimizer.step()
@@ -67,19 +59,13 @@ def test_inner_max_guarantees(method, data):
     model.train()
     x, y = data[2][:32], data[3][:32]
     before = x.clone()
-    x_adv = inner_max(
-        model, x, y, method, 0.1, steps=3, generator=torch.Generator().manual_seed(1)
-    )
-    again = inner_max(
-        model, x, y, method, 0.1, steps=3, generator=torch.Generator().manual_seed(1)
-    )
+    x_adv = inner_max(model, x, y, method, 0.1, steps=3, generator=torch.Generator().manual_seed(1))
+    again = inner_max(model, x, y, method, 0.1, steps=3, generator=torch.Generator().manual_seed(1))
     assert torch.equal(x, before) and torch.equal(x_adv, again)
     assert all(p.grad is None for p in model.parameters())
     assert model.training and model[3].training
     assert x_adv.min() >= 0 and x_adv.max() <= 1
-    reach = (
-        3 * 0.1 if method == "n_fgsm" else 0.1
-    )  # N-FGSM: noise 2ε plus a step of ε, unprojected
+    reach = 3 * 0.1 if method == "n_fgsm" else 0.1  # N-FGSM: noise 2ε plus a step of ε, unprojected
     assert (x_adv - x).abs().max() <= reach + 1e-6
     assert (x_adv - x).abs().max() > 0
 
@@ -89,10 +75,7 @@ def test_bad_settings_and_ramp():
         AdversarialTraining(method="free")
     with pytest.raises(AdvlabError, match="defense.eps"):
         AdversarialTraining(eps=3)
-    assert (
-        ramped_eps(0.3, 0.5, 1.0) == pytest.approx(0.15)
-        and ramped_eps(0.3, 2.0, 1.0) == 0.3
-    )
+    assert ramped_eps(0.3, 0.5, 1.0) == pytest.approx(0.15) and ramped_eps(0.3, 2.0, 1.0) == 0.3
     assert ramped_eps(0.3, 0.0, 0.0) == 0.3
 
 
@@ -105,9 +88,7 @@ def test_brief_adversarial_training_beats_the_undefended_model_under_pgd(data):
     robust = {}
     for name, model in {"plain": plain, "trained": trained}.items():
         with torch.no_grad():
-            robust[name] = (
-                (model(attack(model, xt, yt)).argmax(1) == yt).float().mean().item()
-            )
+            robust[name] = (model(attack(model, xt, yt)).argmax(1) == yt).float().mean().item()
     assert robust["trained"] > robust["plain"] + 0.2
 
 
@@ -135,8 +116,6 @@ def test_defense_through_hydra(make_cfg):
     info = results["models"]["adversarial"]["training"]
     assert info["method"] == "fgsm_rs" and info["best_robust_val_acc"] is not None
     assert set(results["models"]) == {"undefended", "adversarial"}
-    row = results["models"]["adversarial"]["evaluation"]["attacks"]["autoattack"][
-        "rows"
-    ][0]
+    row = results["models"]["adversarial"]["evaluation"]["attacks"]["autoattack"]["rows"][0]
     assert row["n"] == 64 and row["square_acc"] == pytest.approx(row["top1_acc"])
     assert row["apgd_ce_acc"] >= row["apgd_t_acc"] >= row["square_acc"]

@@ -15,9 +15,7 @@ from advlab.data.mnist import load_mnist
 
 
 def _mlp() -> nn.Module:
-    return nn.Sequential(
-        nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 10)
-    )
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 10))
 
 
 def _train(
@@ -33,15 +31,9 @@ def _train(
     model.train()
     for _ in range(epochs):
         for start in range(0, len(x), 100):
-            target = (
-                y[start : start + 100]
-                if targets is None
-                else targets[start : start + 100]
-            )
+            target = y[start : start + 100] if targets is None else targets[start : start + 100]
             optimizer.zero_grad()
-            F.cross_entropy(
-                model(x[start : start + 100]) / temperature, target
-            ).backward()
+            F.cross_entropy(model(x[start : start + 100]) / temperature, target).backward()
             optimizer.step()
     model.zero_grad(set_to_none=True)
     return model.eval()
@@ -80,15 +72,11 @@ def _acc(model, x, y):
 
 def test_checkpoint_schedule_and_dlr_scale_invariance():
     points = checkpoints(100)
-    assert (
-        points[:2] == [22, 41] and points == sorted(set(points)) and points[-1] <= 100
-    )
+    assert points[:2] == [22, 41] and points == sorted(set(points)) and points[-1] <= 100
     logits = torch.randn(8, 10)
     labels = torch.randint(0, 10, (8,))
     targets = (labels + 1) % 10
-    assert torch.allclose(
-        dlr_loss(logits, labels), dlr_loss(100 * logits + 3, labels), atol=1e-5
-    )
+    assert torch.allclose(dlr_loss(logits, labels), dlr_loss(100 * logits + 3, labels), atol=1e-5)
     assert torch.allclose(
         dlr_loss(logits, labels, targets),
         dlr_loss(100 * logits + 3, labels, targets),
@@ -104,25 +92,19 @@ def test_apgd_beats_pgd_with_a_bad_step(small_model, data):
         PGD(eps, steps=20, step_size=eps / 100, random_start=False)(small_model, x, y),
         y,
     )
-    tuned = _acc(
-        small_model, PGD(eps, steps=20, step_size=eps / 8)(small_model, x, y), y
-    )
+    tuned = _acc(small_model, PGD(eps, steps=20, step_size=eps / 8)(small_model, x, y), y)
     auto = _acc(small_model, APGD(eps, steps=20)(small_model, x, y), y)
     assert auto < bad - 0.2
     assert auto <= tuned + 0.03  # no weaker than a tuned PGD of the same length
 
 
-def test_apgd_t_and_square_break_the_distilled_student_where_fgsm_does_not(
-    distilled, data
-):
+def test_apgd_t_and_square_break_the_distilled_student_where_fgsm_does_not(distilled, data):
     x, y = data[2], data[3]
     clean = _acc(distilled, x, y)
     assert clean > 0.8
     fgsm = FGSM(0.3)
     fgsm_acc = _acc(distilled, fgsm(distilled, x, y), y)
-    apgd_t = _acc(
-        distilled, APGD(0.3, loss="dlr", targets=3, steps=20)(distilled, x, y), y
-    )
+    apgd_t = _acc(distilled, APGD(0.3, loss="dlr", targets=3, steps=20)(distilled, x, y), y)
     square = _acc(distilled, Square(0.3, queries=300)(distilled, x, y), y)
     assert fgsm_acc > clean / 2  # the saturated softmax stops FGSM
     assert apgd_t < 0.1 and square < fgsm_acc - 0.3
@@ -138,14 +120,13 @@ def test_autoattack_is_the_per_image_worst_case(small_model, data):
     )  # the ensemble's first component then sees exactly these images
     eps = 0.08
     attack = AutoAttack(eps, steps=20, targets=3, queries=200)
-    x_adv = attack(small_model, x, y)
+    step = next(attack.sweep(small_model, x, y))
+    x_adv, masks = step.x_adv, step.extras
     with torch.no_grad():
         robust = small_model(x_adv).argmax(1) == y
-    masks = attack.last_extras
     assert torch.equal(robust, masks["square_acc"])
     assert bool(
-        (masks["apgd_t_acc"] <= masks["apgd_ce_acc"]).all()
-        and (masks["square_acc"] <= masks["apgd_t_acc"]).all()
+        (masks["apgd_t_acc"] <= masks["apgd_ce_acc"]).all() and (masks["square_acc"] <= masks["apgd_t_acc"]).all()
     )
     alone = {
         "apgd_ce": APGD(eps, steps=20),
@@ -155,9 +136,7 @@ def test_autoattack_is_the_per_image_worst_case(small_model, data):
     robust_alone = {}
     for name, component in alone.items():
         with torch.no_grad():
-            robust_alone[name] = (
-                small_model(component(small_model, x, y)).argmax(1) == y
-            )
+            robust_alone[name] = small_model(component(small_model, x, y)).argmax(1) == y
         assert robust.float().mean() <= robust_alone[name].float().mean()
     # same images, same seed: APGD-CE inside the ensemble is APGD-CE alone, image by image
     assert bool((robust <= robust_alone["apgd_ce"]).all())
@@ -178,18 +157,15 @@ class _Noisy(nn.Module):
 def test_sanity_flags_randomized_and_probability_outputs(small_model, data):
     x, y = data[2][:40], data[3][:40]
     quick = {"steps": 5, "targets": 2, "queries": 20}
-    randomized = AutoAttack(0.1, **quick)
-    randomized(_Noisy(small_model), x, y)
-    assert randomized.last_extras["randomized_share"].float().mean() > 0.5
-    probabilities = AutoAttack(0.1, **quick)
-    probabilities(nn.Sequential(small_model, nn.Softmax(dim=1)), x, y)
-    assert bool(probabilities.last_extras["probability_output_share"].all())
-    plain = AutoAttack(0.1, **quick)
-    plain(small_model, x, y)
-    assert (
-        not plain.last_extras["randomized_share"].any()
-        and not plain.last_extras["probability_output_share"].any()
-    )
+    attack = AutoAttack(0.1, **quick)
+
+    def flags(model):
+        return next(attack.sweep(model, x, y)).extras
+
+    assert flags(_Noisy(small_model))["randomized_share"].float().mean() > 0.5
+    assert bool(flags(nn.Sequential(small_model, nn.Softmax(dim=1)))["probability_output_share"].all())
+    plain = flags(small_model)
+    assert not plain["randomized_share"].any() and not plain["probability_output_share"].any()
     rows = [
         {
             "eps": 0.1,
@@ -198,9 +174,7 @@ def test_sanity_flags_randomized_and_probability_outputs(small_model, data):
             "square_only_share": 0.1,
         }
     ]
-    checks = {
-        w["check"] for w in autoattack_warnings("m", {"autoattack": {"rows": rows}})
-    }
+    checks = {w["check"] for w in autoattack_warnings("m", {"autoattack": {"rows": rows}})}
     assert checks == {"randomized", "probability_output", "square_beats_gradient"}
     quiet = [
         {
@@ -234,11 +208,7 @@ def test_guarantees(attack, small_model, data):
         second = attack(small_model, x, y)
         assert torch.equal(x, before)
         assert all(p.grad is None for p in small_model.parameters())
-        assert (
-            small_model.training
-            and small_model[3].training
-            and not small_model[4].training
-        )
+        assert small_model.training and small_model[3].training and not small_model[4].training
         assert torch.equal(first, second)  # seeded
         assert first.min() >= 0 and first.max() <= 1
         delta = (first - x).flatten(1)

@@ -46,17 +46,11 @@ def test_sorted_with_published_rows(tmp_path):
             "AA 0.3": 88.5,
         }
     ]
-    files = leaderboard_report(
-        cfg, {}, _results(), columns=columns, sort_by="AA 0.3", anchors=anchors
-    )
+    files = leaderboard_report(cfg, {}, _results(), columns=columns, sort_by="AA 0.3", anchors=anchors)
     text = (tmp_path / "robustness.md").read_text()
-    order = [
-        line.split("|")[1].strip() for line in text.splitlines() if line.startswith("|")
-    ][2:5]
+    order = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("|")][2:5]
     assert order == ["Madry", "strong", "weak"]
-    assert (
-        "published (AutoAttack leaderboard)" in text and "88.5" in text and "70" in text
-    )
+    assert "published (AutoAttack leaderboard)" in text and "88.5" in text and "70" in text
     assert "n = 50 test images" in text
     assert {"accuracy_vs_eps_weak", "accuracy_vs_eps_strong"} <= set(files)
 
@@ -73,8 +67,5 @@ def test_experiment_composes(make_cfg):
         "square",
         "autoattack",
     ]
-    assert (
-        cfg.defense.name == "adversarial_training"
-        and cfg.defense.distillation.temperature == 100
-    )
+    assert cfg.defense.name == "adversarial_training" and cfg.defense.distillation.temperature == 100
     assert cfg.attack.pgd.restarts == 5 and cfg.attack.pgd.steps == 100

@@ -19,7 +19,7 @@ from torch.utils.data import TensorDataset
 from advlab.attacks import PatchAttack
 from advlab.data.mnist import MNISTDataModule
 from advlab.errors import AdvlabError
-from advlab.lit.patch import default_trainer, evaluate_patch, loader, measure_patch, split_held_out, train_patch
+from advlab.pipeline.patch import default_trainer, evaluate_patch, loader, measure_patch, split_held_out, train_patch
 from advlab.models import create_model
 from advlab.patch_report import write_sweep_report
 from advlab.run import run

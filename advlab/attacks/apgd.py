@@ -28,14 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.attacks.base import (
-    Attack,
-    check_count,
-    eval_mode,
-    require_gradients,
-    zero_gradient_mask,
-)
-from advlab.attacks.pgd import _per_sample_l2, _random_start, check_norm
+from advlab.attacks.base import AttackStep, BoundedAttack, eval_mode, require_gradients, zero_gradient_mask
+from advlab.attacks.checks import check_count, check_norm
+from advlab.attacks.pgd import _per_sample_l2, _random_start
 from advlab.errors import AdvlabError
 
 APGD_LOSSES = ("ce", "dlr")
@@ -49,9 +44,7 @@ def check_apgd_loss(loss: str) -> str:
     return loss
 
 
-def dlr_loss(
-    logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
-) -> torch.Tensor:
+def dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sample DLR loss to maximise. Untargeted: ``−(z_y − max_{i≠y} z_i) / (z_π1 − z_π3)``;
     targeted at ``t``: ``−(z_y − z_t) / (z_π1 − (z_π3 + z_π4) / 2)`` (π: logits sorted, descending)."""
     z = logits.float()
@@ -61,14 +54,10 @@ def dlr_loss(
         other = z.scatter(1, y[:, None], float("-inf")).amax(dim=1)
         return -(true - other) / (ranked[:, 0] - ranked[:, 2] + 1e-12)
     aimed = z.gather(1, target[:, None]).squeeze(1)
-    return -(true - aimed) / (
-        ranked[:, 0] - 0.5 * (ranked[:, 2] + ranked[:, 3]) + 1e-12
-    )
+    return -(true - aimed) / (ranked[:, 0] - 0.5 * (ranked[:, 2] + ranked[:, 3]) + 1e-12)
 
 
-def apgd_loss(
-    logits: torch.Tensor, y: torch.Tensor, loss: str, target: torch.Tensor | None
-) -> torch.Tensor:
+def apgd_loss(logits: torch.Tensor, y: torch.Tensor, loss: str, target: torch.Tensor | None) -> torch.Tensor:
     if loss == "dlr":
         return dlr_loss(logits, y, target)
     if target is None:
@@ -92,9 +81,7 @@ def _view(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return mask.view(-1, *([1] * (like.dim() - 1)))
 
 
-def _project(
-    x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str
-) -> torch.Tensor:
+def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
     delta = x_adv - x
     if norm == "linf":
         delta = delta.clamp(-eps, eps)
@@ -104,9 +91,7 @@ def _project(
 
 
 def _direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
-    return (
-        grad.sign() if norm == "linf" else grad / _per_sample_l2(grad).clamp_min(1e-12)
-    )
+    return grad.sign() if norm == "linf" else grad / _per_sample_l2(grad).clamp_min(1e-12)
 
 
 def apgd_run(
@@ -127,15 +112,11 @@ def apgd_run(
     x = x.detach()
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
 
-    def loss_and_grad(
-        points: torch.Tensor, idx: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def loss_and_grad(points: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         var = points.detach().clone().requires_grad_(True)
         with torch.enable_grad():
             logits = model(var)
-            values = apgd_loss(
-                logits, y[idx], loss, None if target is None else target[idx]
-            )
+            values = apgd_loss(logits, y[idx], loss, None if target is None else target[idx])
             (grad,) = torch.autograd.grad(values.sum(), var)
         return values.detach(), grad.detach(), logits.detach().argmax(1) != y[idx]
 
@@ -236,15 +217,11 @@ def apgd_run(
     return out, fooled, zero_grad
 
 
-def top_targets(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int
-) -> list[torch.Tensor]:
+def top_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int) -> list[torch.Tensor]:
     """The classes ranked 2nd … (k+1)-th by the clean logits, excluding the true class: APGD-T's targets."""
     with torch.no_grad():
         logits = model(x).float()
-    ranked = logits.scatter(1, y[:, None], float("-inf")).argsort(
-        dim=1, descending=True
-    )
+    ranked = logits.scatter(1, y[:, None], float("-inf")).argsort(dim=1, descending=True)
     k = min(k, logits.shape[1] - 1)
     return [ranked[:, i] for i in range(k)]
 
@@ -277,9 +254,7 @@ def apgd(
             )
         out, fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
         zero_grad = None
-        aims: list[torch.Tensor | None] = (
-            top_targets(model, x, y, targets) if targets else [None]
-        )
+        aims: list[torch.Tensor | None] = top_targets(model, x, y, targets) if targets else [None]
         for aim in aims:
             for _ in range(restarts):
                 todo = (~fooled).nonzero().flatten()
@@ -308,7 +283,7 @@ def apgd(
     return out, fooled, zero_grad
 
 
-class APGD(Attack):
+class APGD(BoundedAttack):
     """Config-built APGD: ``APGD(eps=0.3, loss="dlr", targets=9)(model, x, y)`` is APGD-T.
 
     Args:
@@ -338,27 +313,23 @@ class APGD(Attack):
         clamp: bool = True,
         max_samples: int | None = None,
     ):
-        super().__init__(eps, eps_unit, clamp, False, "ce", 1.0, max_samples)
+        super().__init__(eps, eps_unit, clamp, False, "ce", 1.0, max_samples, norm=norm)
         if self.eps_unit != "pixel" or not self.clamp:
-            raise AdvlabError(
-                "APGD works on [0, 1] images in pixel units: set eps_unit=pixel and clamp=true"
-            )
-        self.norm = check_norm(norm)
+            raise AdvlabError("APGD works on [0, 1] images in pixel units: set eps_unit=pixel and clamp=true")
         self.loss = check_apgd_loss(loss)
         self.steps = check_count(steps, "steps", 100)
         self.restarts = check_count(restarts, "restarts", 1)
         if int(targets) < 0 or int(targets) != targets:
-            raise AdvlabError(
-                f"targets must be an integer >= 0, got {targets!r}: 0 (untargeted) or 9 (APGD-T)"
-            )
+            raise AdvlabError(f"targets must be an integer >= 0, got {targets!r}: 0 (untargeted) or 9 (APGD-T)")
         self.targets = int(targets)
         self.seed = int(seed)
-        self.last_fooled: torch.Tensor | None = None
 
-    def perturb(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
-    ) -> torch.Tensor:
-        x_adv, self.last_fooled, self.last_zero_grad = apgd(
+    def strength(self, eps: float | None) -> int | None:
+        """Gradient steps per image: steps × restarts, for each target of APGD-T."""
+        return self.steps * self.restarts * max(1, self.targets)
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> AttackStep:
+        x_adv, _, zero_grad = apgd(
             model,
             x,
             y,
@@ -370,7 +341,7 @@ class APGD(Attack):
             targets=self.targets,
             seed=self.seed,
         )
-        return x_adv
+        return AttackStep(eps, x_adv, zero_grad=zero_grad)
 
     def settings(self) -> dict[str, object]:
         return {

@@ -8,12 +8,12 @@ whose contribution to the standard ensemble's robust accuracy is small next to A
 (Croce & Hein report it rarely breaks an image the two APGD runs leave), and it needs its own
 linearised-projection solver. The rows say which components ran.
 
-Besides the final accuracy, each call leaves per-sample masks in ``last_extras`` (summed into
-the result rows as shares): robust after each component (``<component>_acc``) and AutoAttack's
+Besides the final accuracy, each step carries per-sample masks in ``AttackStep.extras`` (summed
+into the result rows as shares): robust after each component (``<component>_acc``) and AutoAttack's
 own sanity flags — a randomised model (``randomized_share``: different logits for the same
 input in eval mode), probability outputs (``probability_output_share``: non-negative rows
 summing to 1), images only Square broke (``square_only_share``). The first APGD gradient's
-zero mask is ``last_zero_grad`` (the zero-gradient flag). :mod:`advlab.autoattack_checks` turns
+zero mask is the step's ``zero_grad`` (the zero-gradient flag). :mod:`advlab.autoattack_checks` turns
 these into warnings.
 """
 
@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from advlab.attacks.apgd import apgd
-from advlab.attacks.base import Attack, check_count, eval_mode
-from advlab.attacks.pgd import check_norm
+from advlab.attacks.base import AttackStep, BoundedAttack, eval_mode
+from advlab.attacks.checks import check_count
 from advlab.attacks.square import square_linf
 from advlab.errors import AdvlabError
 
@@ -34,7 +34,7 @@ COMPONENTS = ("apgd_ce", "apgd_t", "square")
 GRADIENT_COMPONENTS = ("apgd_ce", "apgd_t")
 
 
-class AutoAttack(Attack):
+class AutoAttack(BoundedAttack):
     """Config-built AutoAttack: ``AutoAttack(eps=0.3)(model, x, y)``.
 
     Args:
@@ -59,8 +59,7 @@ class AutoAttack(Attack):
         seed: int = 0,
         max_samples: int | None = None,
     ):
-        super().__init__(eps, "pixel", True, False, "ce", 1.0, max_samples)
-        self.norm = check_norm(norm)
+        super().__init__(eps, "pixel", True, False, "ce", 1.0, max_samples, norm=norm)
         components = list(components)
         unknown = [c for c in components if c not in COMPONENTS]
         if unknown or not components:
@@ -75,11 +74,8 @@ class AutoAttack(Attack):
         self.queries = check_count(queries, "queries", 5000)
         self.p_init = float(p_init)
         self.seed = int(seed)
-        self.last_extras: dict[str, torch.Tensor] = {}
 
-    def _component(
-        self, name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
-    ):
+    def _component(self, name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float):
         if name == "apgd_ce":
             return apgd(
                 model,
@@ -103,27 +99,26 @@ class AutoAttack(Attack):
                 targets=self.targets,
                 seed=self.seed,
             )
-        x_adv, fooled, _ = square_linf(
-            model, x, y, eps, queries=self.queries, p_init=self.p_init, seed=self.seed
-        )
+        x_adv, fooled, _ = square_linf(model, x, y, eps, queries=self.queries, p_init=self.p_init, seed=self.seed)
         return x_adv, fooled, None
 
-    def perturb(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
-    ) -> torch.Tensor:
+    def strength(self, eps: float | None) -> int | None:
+        """Gradient steps per image the two APGD runs may take (Square takes none): the masking
+        check then flags any PGD with fewer steps that leaves lower accuracy."""
+        return self.steps * (("apgd_ce" in self.components) + self.targets * ("apgd_t" in self.components)) or None
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> AttackStep:
         x, y = x.detach(), y.detach()
         extras: dict[str, torch.Tensor] = {}
-        self.last_zero_grad = None
+        zero_grad = None
         with eval_mode(model), torch.no_grad():
             logits = model(x)
             again = model(x)
-            extras["randomized_share"] = (logits - again).flatten(1).abs().amax(
-                dim=1
-            ) > 1e-5 * (1 + logits.abs().amax())
-            rows = logits.float().sum(dim=1)
-            extras["probability_output_share"] = (logits.amin(dim=1) >= 0) & (
-                (rows - 1).abs() < 1e-4
+            extras["randomized_share"] = (logits - again).flatten(1).abs().amax(dim=1) > 1e-5 * (
+                1 + logits.abs().amax()
             )
+            rows = logits.float().sum(dim=1)
+            extras["probability_output_share"] = (logits.amin(dim=1) >= 0) & ((rows - 1).abs() < 1e-4)
             robust = logits.argmax(1) == y
         x_adv = x.clone()
         before_square = None
@@ -133,28 +128,21 @@ class AutoAttack(Attack):
                     before_square = robust.clone()
                 todo = robust.nonzero().flatten()
                 if len(todo):
-                    found, _, zeros = self._component(
-                        name, model, x[todo], y[todo], eps
-                    )
+                    found, _, zeros = self._component(name, model, x[todo], y[todo], eps)
                     found = self._within_budget(found, x[todo], eps)
-                    with (
-                        torch.no_grad()
-                    ):  # count only what the model really misclassifies
+                    with torch.no_grad():  # count only what the model really misclassifies
                         broken = model(found).argmax(1) != y[todo]
                     x_adv[todo[broken]] = found[broken]
                     robust[todo[broken]] = False
-                    if zeros is not None and self.last_zero_grad is None:
-                        self.last_zero_grad = torch.zeros_like(robust)
-                        self.last_zero_grad[todo] = zeros
+                    if zeros is not None and zero_grad is None:
+                        zero_grad = torch.zeros_like(robust)
+                        zero_grad[todo] = zeros
                 extras[f"{name}_acc"] = robust.clone()
         if before_square is not None:
             extras["square_only_share"] = before_square & ~robust
-        self.last_extras = extras
-        return x_adv
+        return AttackStep(eps, x_adv, zero_grad=zero_grad, extras=extras)
 
-    def _within_budget(
-        self, x_adv: torch.Tensor, x: torch.Tensor, eps: float
-    ) -> torch.Tensor:
+    def _within_budget(self, x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
         """Every component already projects; this guards the guarantee against rounding."""
         delta = x_adv - x
         if self.norm == "linf":

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, check_count, eval_mode
+from advlab.attacks.base import AttackStep, BoundedAttack, eval_mode
+from advlab.attacks.checks import check_count
 from advlab.attacks.losses import logit_margin
 from advlab.errors import AdvlabError
 
@@ -66,29 +67,15 @@ def square_linf(
                 round(math.sqrt(square_share(p_init, query, queries) * h * w)),
             ),
         )
-        top = (
-            torch.randint(0, h - side + 1, (m,), generator=generator)
-            .to(x.device)
-            .view(m, 1, 1, 1)
-        )
-        left = (
-            torch.randint(0, w - side + 1, (m,), generator=generator)
-            .to(x.device)
-            .view(m, 1, 1, 1)
-        )
-        window = (
-            (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
-        )
+        top = torch.randint(0, h - side + 1, (m,), generator=generator).to(x.device).view(m, 1, 1, 1)
+        left = torch.randint(0, w - side + 1, (m,), generator=generator).to(x.device).view(m, 1, 1, 1)
+        window = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
         base, current = x[active], best[active]
         sign = signs(m, c, 1, 1)
         proposal = torch.where(window, (base + eps * sign).clamp(0.0, 1.0), current)
         # a proposal equal to the current square wastes a query: flip its signs instead
-        same = ((proposal - current).abs().flatten(1).amax(dim=1) < 1e-7).view(
-            m, 1, 1, 1
-        )
-        proposal = torch.where(
-            window & same, (base - eps * sign).clamp(0.0, 1.0), proposal
-        )
+        same = ((proposal - current).abs().flatten(1).amax(dim=1) < 1e-7).view(m, 1, 1, 1)
+        proposal = torch.where(window & same, (base - eps * sign).clamp(0.0, 1.0), proposal)
         new_margin = logit_margin(model(proposal).float(), y[active])
         used[active] += 1
         better = new_margin < margin[active]
@@ -97,7 +84,7 @@ def square_linf(
     return best, margin <= 0, used
 
 
-class Square(Attack):
+class Square(BoundedAttack):
     """Config-built Square attack (L∞, untargeted): ``Square(eps=0.3, queries=5000)(model, x, y)``.
 
     ``last_queries`` holds the queries each image used in the last call.
@@ -115,26 +102,20 @@ class Square(Attack):
         clamp: bool = True,
         max_samples: int | None = None,
     ):
-        super().__init__(eps, eps_unit, clamp, False, "margin", 1.0, max_samples)
+        super().__init__(eps, eps_unit, clamp, False, "margin", 1.0, max_samples, norm="linf")
         if self.eps_unit != "pixel" or not self.clamp:
-            raise AdvlabError(
-                "Square works on [0, 1] images in pixel units: set eps_unit=pixel and clamp=true"
-            )
+            raise AdvlabError("Square works on [0, 1] images in pixel units: set eps_unit=pixel and clamp=true")
         self.queries = check_count(queries, "queries", 5000)
         if not 0 < float(p_init) <= 1:
-            raise AdvlabError(
-                f"p_init must be in (0, 1], got {p_init}: e.g. p_init=0.8 (AutoAttack on MNIST)"
-            )
+            raise AdvlabError(f"p_init must be in (0, 1], got {p_init}: e.g. p_init=0.8 (AutoAttack on MNIST)")
         self.p_init = float(p_init)
         self.seed = int(seed)
-        self.last_fooled: torch.Tensor | None = None
         self.last_queries: torch.Tensor | None = None
 
-    def perturb(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
-    ) -> torch.Tensor:
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> AttackStep:
+        """No gradients are taken, so no zero-gradient mask: a saturated softmax cannot stop it."""
         with eval_mode(model):
-            x_adv, self.last_fooled, self.last_queries = square_linf(
+            x_adv, _, self.last_queries = square_linf(
                 model,
                 x,
                 y,
@@ -143,7 +124,7 @@ class Square(Attack):
                 p_init=self.p_init,
                 seed=self.seed,
             )
-        return x_adv
+        return AttackStep(eps, x_adv)
 
     def settings(self) -> dict[str, object]:
         return {

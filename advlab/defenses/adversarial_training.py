@@ -31,9 +31,7 @@ METHODS = ("pgd", "trades", "fgsm_rs", "n_fgsm")
 
 def check_method(method: str) -> str:
     if method not in METHODS:
-        raise AdvlabError(
-            f"unknown adversarial training method {method!r}: use one of {', '.join(METHODS)}"
-        )
+        raise AdvlabError(f"unknown adversarial training method {method!r}: use one of {', '.join(METHODS)}")
     return method
 
 
@@ -41,19 +39,13 @@ def check_eps(eps: float, what: str = "defense.eps") -> float:
     try:
         value = float(eps)
     except (TypeError, ValueError):
-        raise AdvlabError(
-            f"{what} must be a number in [0, 1], got {eps!r}: e.g. {what}=0.3"
-        ) from None
+        raise AdvlabError(f"{what} must be a number in [0, 1], got {eps!r}: e.g. {what}=0.3") from None
     if not 0.0 <= value <= 1.0:
-        raise AdvlabError(
-            f"{what} must be in [0, 1] (pixel units), got {eps}: e.g. {what}=0.3"
-        )
+        raise AdvlabError(f"{what} must be in [0, 1] (pixel units), got {eps}: e.g. {what}=0.3")
     return value
 
 
-def _uniform(
-    like: torch.Tensor, low: float, high: float, generator: torch.Generator | None
-) -> torch.Tensor:
+def _uniform(like: torch.Tensor, low: float, high: float, generator: torch.Generator | None) -> torch.Tensor:
     noise = torch.rand(like.shape, generator=generator, dtype=like.dtype)
     return (noise * (high - low) + low).to(like.device)
 
@@ -95,15 +87,11 @@ def inner_max(
     with eval_mode(model):
         if method == "fgsm_rs":
             start = (x + _uniform(x, -eps, eps, generator)).clamp(0.0, 1.0)
-            grad = _grad(
-                model, start, lambda z: F.cross_entropy(z, y, reduction="none")
-            )
+            grad = _grad(model, start, lambda z: F.cross_entropy(z, y, reduction="none"))
             return _project(start + 1.25 * eps * grad.sign(), x, eps).detach()
         if method == "n_fgsm":
             start = (x + _uniform(x, -2 * eps, 2 * eps, generator)).clamp(0.0, 1.0)
-            grad = _grad(
-                model, start, lambda z: F.cross_entropy(z, y, reduction="none")
-            )
+            grad = _grad(model, start, lambda z: F.cross_entropy(z, y, reduction="none"))
             return (start + eps * grad.sign()).clamp(0.0, 1.0).detach()
         if method == "pgd":
             x_adv = (x + _uniform(x, -eps, eps, generator)).clamp(0.0, 1.0)
@@ -114,9 +102,7 @@ def inner_max(
         else:  # trades: climb KL(p(x) ‖ p(x')) from a tiny Gaussian start
             with torch.no_grad():
                 clean_log_p = F.log_softmax(model(x).float(), dim=1)
-            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(
-                x.device
-            )
+            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
             x_adv = (x + 0.001 * noise).clamp(0.0, 1.0)
 
             def objective(z: torch.Tensor) -> torch.Tensor:
@@ -148,10 +134,7 @@ def outer_loss(
         return F.cross_entropy(adv_logits, y), adv_logits
     clean_logits = model(x)
     clean_log_p = F.log_softmax(clean_logits.float(), dim=1)
-    loss = (
-        F.cross_entropy(clean_logits, y)
-        + beta * trades_kl(clean_log_p, adv_logits).mean()
-    )
+    loss = F.cross_entropy(clean_logits, y) + beta * trades_kl(clean_log_p, adv_logits).mean()
     return loss, adv_logits
 
 
@@ -180,19 +163,13 @@ class AdversarialTraining:
         self.eps = check_eps(eps)
         self.steps = check_count(steps, "defense.steps", 10)
         if step_size is not None and not float(step_size) > 0:
-            raise AdvlabError(
-                f"defense.step_size must be > 0, got {step_size}: e.g. 0.01, or null for 2.5·eps/steps"
-            )
+            raise AdvlabError(f"defense.step_size must be > 0, got {step_size}: e.g. 0.01, or null for 2.5·eps/steps")
         self.step_size = None if step_size is None else float(step_size)
         if not float(beta) >= 0:
-            raise AdvlabError(
-                f"defense.beta must be >= 0, got {beta}: TRADES uses 6 (1 to 6)"
-            )
+            raise AdvlabError(f"defense.beta must be >= 0, got {beta}: TRADES uses 6 (1 to 6)")
         self.beta = float(beta)
         if not float(ramp_epochs) >= 0:
-            raise AdvlabError(
-                f"defense.ramp_epochs must be >= 0, got {ramp_epochs}: 0 turns the ramp off"
-            )
+            raise AdvlabError(f"defense.ramp_epochs must be >= 0, got {ramp_epochs}: 0 turns the ramp off")
         self.ramp_epochs = float(ramp_epochs)
 
     def adversarial(
@@ -204,13 +181,9 @@ class AdversarialTraining:
         generator: torch.Generator | None,
     ) -> torch.Tensor:
         eps = ramped_eps(self.eps, progress, self.ramp_epochs)
-        return inner_max(
-            model, x, y, self.method, eps, self.steps, self.step_size, generator
-        )
+        return inner_max(model, x, y, self.method, eps, self.steps, self.step_size, generator)
 
-    def loss(
-        self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor
-    ):
+    def loss(self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor):
         return outer_loss(model, x, x_adv, y, self.method, self.beta)
 
     def describe(self) -> dict[str, object]:

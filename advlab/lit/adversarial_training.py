@@ -43,9 +43,7 @@ class AdversarialTrainingModule(ClassifierModule):
         self.restore_best = bool(restore_best)
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
-        self.validator = PGD(
-            eps=defense.eps, steps=10, step_size=2.5 * defense.eps / 10, seed=self.seed
-        )
+        self.validator = PGD(eps=defense.eps, steps=10, step_size=2.5 * defense.eps / 10, seed=self.seed)
         self.best_robust_acc: float | None = None
         self.best_epoch: int | None = None
         self._best_state: dict[str, torch.Tensor] | None = None
@@ -59,9 +57,7 @@ class AdversarialTrainingModule(ClassifierModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        x_adv = self.defense.adversarial(
-            self.model, x, y, self._progress(batch_idx), self.generator
-        )
+        x_adv = self.defense.adversarial(self.model, x, y, self._progress(batch_idx), self.generator)
         loss, adv_logits = self.defense.loss(self.model, x, x_adv, y)
         accuracy = (adv_logits.argmax(1) == y).float().mean()
         self.log(
@@ -110,9 +106,7 @@ class AdversarialTrainingModule(ClassifierModule):
         self.log("val/robust_err", 1.0 - robust)
         if self.best_robust_acc is None or robust > self.best_robust_acc:
             self.best_robust_acc, self.best_epoch = robust, int(self.current_epoch)
-            self._best_state = copy.deepcopy(
-                {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-            )
+            self._best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
 
     def on_fit_end(self) -> None:
         if self.restore_best and self._best_state is not None:

@@ -15,22 +15,21 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from advlab.config import instantiate
 from advlab.defenses.adversarial_training import AdversarialTraining
 from advlab.errors import AdvlabError
 from advlab.lit.adversarial_training import AdversarialTrainingModule
+from advlab.pipeline.defended import undefended
 from advlab.pipeline.fit import fit_classifier
 
 log = logging.getLogger(__name__)
 
 
 def adversarial_training(
-    cfg: DictConfig, datamodule: L.LightningDataModule
+    cfg: DictConfig, datamodule: L.LightningDataModule, **options: Any
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    from advlab.pipeline.defended import (
-        distillation,
-        undefended,
-    )  # defended imports this module
-
+    """The procedure ``defense=adversarial_training`` names; ``options`` are ``cfg.defense``'s keys,
+    read from ``cfg.defense`` itself (the same values)."""
     spec = cfg.defense
     defense = AdversarialTraining(
         method=spec.method,
@@ -43,18 +42,14 @@ def adversarial_training(
     models: dict[str, Any] = {}
     info: dict[str, Any] = {}
     if spec.get("distillation"):
-        # the distillation procedure reads cfg.defense: hand it a config whose defense is the sub-config
-        sub = OmegaConf.merge(cfg, {"defense": None})
-        sub.defense = spec.distillation
-        models, info = distillation(sub, datamodule)
+        # a whole distillation defense config (its own _target_): it also fits the undefended model
+        models, info = instantiate(spec.distillation)(cfg, datamodule)
     elif spec.get("compare_undefended", False):
         models, info = undefended(cfg, datamodule)
         info["undefended"] = {**info["undefended"], "defense": "none"}
 
     model_cfg = spec.get("model") or cfg.model
-    if spec.get(
-        "checkpoint"
-    ):  # trained weights (adversarial.pt of an earlier run): evaluate, no training
+    if spec.get("checkpoint"):  # trained weights (adversarial.pt of an earlier run): evaluate, no training
         model_cfg = OmegaConf.merge(model_cfg, {"checkpoint": spec.checkpoint})
     module: list[AdversarialTrainingModule] = []
 
@@ -82,9 +77,7 @@ def adversarial_training(
         )
     except AdvlabError as error:
         raise AdvlabError(f"adversarial (defense.adversarial): {error}") from None
-    described = (
-        module[0].describe() if module else {**defense.describe(), "trained": False}
-    )
+    described = module[0].describe() if module else {**defense.describe(), "trained": False}
     models["adversarial"] = model
     info["adversarial"] = {
         **fit_info,
