@@ -4,9 +4,8 @@ correctly classified; per image the first adversarial found is kept (the worst c
 ensemble), so the ensemble is never weaker than any of its parts on the same images.
 
 FAB-T (the third component of the original) is not built here: it is a minimum-norm attack
-whose contribution to the standard ensemble's robust accuracy is small next to APGD-T's
-(Croce & Hein report it rarely breaks an image the two APGD runs leave), and it needs its own
-linearised-projection solver. The rows say which components ran.
+that needs its own linearised-projection solver, and in Croce & Hein's tables it adds little on
+top of the two APGD runs for most defences. The rows say which components ran.
 
 Besides the final accuracy, each step carries per-sample masks in ``AttackStep.extras`` (summed
 into the result rows as shares): robust after each component (``<component>_acc``) and AutoAttack's
