@@ -87,14 +87,14 @@ def _image_problem(x: torch.Tensor) -> str | None:
     low, high = float(extremes.min), float(extremes.max)
     if math.isnan(low) or math.isnan(high) or bool(torch.isnan(x).any()):
         return "images contain NaN: check the data pipeline"
-    if high > 1.0 + 1e-6:
-        hint = "divide by 255" if high > 2.0 else "clamp or rescale them"
-        return f"images must lie in [0, 1], got values up to {high:g}: {hint}"
     if low < -1e-6:
         return (
             f"images must lie in [0, 1], got values down to {low:g} (normalised inputs?): pass [0, 1] "
             "images and normalise inside the model (advlab.models.normalize.Normalize)"
         )
+    if high > 1.0 + 1e-6:
+        hint = "divide by 255" if high > 2.0 else "clamp or rescale them"
+        return f"images must lie in [0, 1], got values up to {high:g}: {hint}"
     return None
 
 

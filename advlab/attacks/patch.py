@@ -204,7 +204,7 @@ class PatchAttack:
         pixels = pixels if pixels is not None else self.pixels
         if pixels is None:
             raise AdvlabError(
-                "this PatchAttack holds no patch: train one (advlab.pipeline.patch.train_patch) "
+                "this PatchAttack holds no patch: train one (advlab.lit.patch.train_patch) "
                 "or load one (attack.load(path))"
             )
         return paste_random(images, pixels.to(images.device), self.scale, self.rotation, generator)

@@ -1,23 +1,28 @@
 """The Lightning modules of the patch attack: :class:`PatchTraining` optimises a patch with the
 classifier frozen (eval mode, no parameter gradients); :class:`PatchEvaluation` measures a
-finished patch on held-out images. The run's patch step (data split, files) is
-:mod:`advlab.pipeline.patch`.
+finished patch on held-out images; :func:`train_patch` and :func:`measure_patch` run them (from
+a notebook too). The run's patch step (data split, files) is :mod:`advlab.pipeline.patch`.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, cast
 
 import lightning as L
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 from torchmetrics.aggregation import MeanMetric, SumMetric
 
 from advlab.attacks.paste import paste_random, patch_parameter, patch_pixels
-from advlab.attacks.patch import patch_objective
+from advlab.attacks.patch import PatchAttack, frozen, patch_objective
 
-__all__ = ["PatchEvaluation", "PatchTraining"]
+__all__ = ["PatchEvaluation", "PatchTraining", "default_trainer", "measure_patch", "train_patch"]
+
+# Lightning warns when a module is in eval mode at the start of fit: here that is the point.
+_EVAL_MODE_WARNING = r"Found \d+ module\(s\) in eval mode at the start of training"
 
 
 class PatchTraining(L.LightningModule):
@@ -195,3 +200,61 @@ class PatchEvaluation(L.LightningModule):
             "clean_top5_acc": share("clean_top5", images),
             "clean_target_rate": share("clean_target", images),
         }
+
+
+def default_trainer(**kwargs: Any) -> L.Trainer:
+    settings = {
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+    }
+    return L.Trainer(**{**settings, **kwargs})
+
+
+def train_patch(
+    model: nn.Module,
+    train_loader: DataLoader,
+    attack: PatchAttack,
+    target_index: int,
+    size: tuple[int, int],
+    channels: int,
+    trainer: L.Trainer | None = None,
+) -> tuple[torch.Tensor, list[dict[str, float]]]:
+    """Train one patch; ``(pixels C×h×w in [0, 1] on the CPU, per-epoch history)``. The model
+    comes back with its modes and ``requires_grad`` flags as they were."""
+    trainer = trainer or default_trainer(max_epochs=attack.epochs)
+    module = PatchTraining(
+        model, size, channels, target_index, attack.optimizer, attack.scale, attack.rotation, attack.loss
+    )
+    with frozen(model), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_EVAL_MODE_WARNING)
+        trainer.fit(module, train_dataloaders=train_loader)
+    return module.pixels().detach().cpu(), module.history
+
+
+def measure_patch(
+    model: nn.Module,
+    held_out_loader: DataLoader,
+    pixels: torch.Tensor,
+    target_index: int,
+    num_classes: int,
+    attack: PatchAttack,
+    trainer: L.Trainer | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(rates, example images)`` of a patch on held-out images (see :class:`PatchEvaluation`)."""
+    trainer = trainer or default_trainer()
+    module = PatchEvaluation(
+        model,
+        pixels,
+        target_index,
+        num_classes,
+        attack.placements,
+        attack.scale,
+        attack.rotation,
+        attack.seed,
+        attack.example_count,
+    )
+    with frozen(model):
+        trainer.test(module, dataloaders=held_out_loader, verbose=False)
+    return module.results, module.examples

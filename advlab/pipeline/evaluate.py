@@ -21,7 +21,7 @@ from advlab.attacks.patch import PatchAttack
 from advlab.config import instantiate
 from advlab.errors import AdvlabError
 from advlab.lit.attack_eval import AttackEvaluation
-from advlab.pipeline.patch import evaluate_patch, preflight_patch
+from advlab.pipeline.patch import evaluate_patch
 from advlab.pipeline.trainers import build_trainer
 
 
@@ -34,13 +34,6 @@ def build_attacks(cfg: DictConfig) -> dict[str, Any]:
             raise AdvlabError(f"attack.{name} builds {type(attack).__name__}, not an advlab attack: check its _target_")
         attacks[str(name)] = attack
     return attacks
-
-
-def preflight(cfg: DictConfig, attacks: Mapping[str, Any], datamodule: L.LightningDataModule) -> None:
-    """Check patches against the data (class names, image size) before any model is trained."""
-    for name, attack in attacks.items():
-        if isinstance(attack, PatchAttack):
-            preflight_patch(cfg, name, attack, datamodule)
 
 
 def evaluate_models(

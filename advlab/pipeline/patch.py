@@ -11,7 +11,6 @@ the reference protocol splits its 5000 ImageNet images 4500/500.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence, Sized
 from pathlib import Path
 from typing import Any, cast
@@ -27,15 +26,12 @@ from advlab.attacks.patch import PatchAttack, frozen, resolve_target
 from advlab.attacks.patch_files import load_patch, save_patch, slug
 from advlab.errors import AdvlabError
 from advlab.io import write_csv, write_text
-from advlab.lit.patch import PatchEvaluation, PatchTraining
+from advlab.lit.patch import measure_patch, train_patch
 from advlab.patch_report import patch_tables, plot_patches, save_patch_png
 from advlab.pipeline.trainers import build_trainer
 from advlab.plots import class_label, plot_top5
 
 log = logging.getLogger(__name__)
-
-# Lightning warns when a module is in eval mode at the start of fit: here that is the point.
-_EVAL_MODE_WARNING = r"Found \d+ module\(s\) in eval mode at the start of training"
 
 
 def evaluation_dataset(datamodule: L.LightningDataModule) -> Dataset:
@@ -71,64 +67,6 @@ def loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int = 
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
     )
-
-
-def default_trainer(**kwargs: Any) -> L.Trainer:
-    settings = {
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_model_summary": False,
-        "num_sanity_val_steps": 0,
-    }
-    return L.Trainer(**{**settings, **kwargs})
-
-
-def train_patch(
-    model: nn.Module,
-    train_loader: DataLoader,
-    attack: PatchAttack,
-    target_index: int,
-    size: tuple[int, int],
-    channels: int,
-    trainer: L.Trainer | None = None,
-) -> tuple[torch.Tensor, list[dict[str, float]]]:
-    """Train one patch; ``(pixels C×h×w in [0, 1] on the CPU, per-epoch history)``. The model
-    comes back with its modes and ``requires_grad`` flags as they were."""
-    trainer = trainer or default_trainer(max_epochs=attack.epochs)
-    module = PatchTraining(
-        model, size, channels, target_index, attack.optimizer, attack.scale, attack.rotation, attack.loss
-    )
-    with frozen(model), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_EVAL_MODE_WARNING)
-        trainer.fit(module, train_dataloaders=train_loader)
-    return module.pixels().detach().cpu(), module.history
-
-
-def measure_patch(
-    model: nn.Module,
-    held_out_loader: DataLoader,
-    pixels: torch.Tensor,
-    target_index: int,
-    num_classes: int,
-    attack: PatchAttack,
-    trainer: L.Trainer | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(rates, example images)`` of a patch on held-out images (see :class:`PatchEvaluation`)."""
-    trainer = trainer or default_trainer()
-    module = PatchEvaluation(
-        model,
-        pixels,
-        target_index,
-        num_classes,
-        attack.placements,
-        attack.scale,
-        attack.rotation,
-        attack.seed,
-        attack.example_count,
-    )
-    with frozen(model):
-        trainer.test(module, dataloaders=held_out_loader, verbose=False)
-    return module.results, module.examples
 
 
 def _num_classes(model: nn.Module, datamodule: Any, class_names: Sequence[str] | None, sample: torch.Tensor) -> int:
@@ -208,7 +146,7 @@ def _size_label(size: tuple[int, int]) -> int | str:
 def preflight_patch(cfg: DictConfig, name: str, attack: PatchAttack, datamodule: L.LightningDataModule) -> None:
     """Check the targets, patch sizes and patch files against the data before any model is
     trained, so a typo in a class name fails in seconds, not after the classifier's training.
-    (The evaluator checks again against the model's own class names.)"""
+    (evaluate_patch checks again against the model's own class names.)"""
     class_names = getattr(datamodule, "class_names", None)
     dataset = evaluation_dataset(datamodule)
     num_classes = getattr(datamodule, "num_classes", None) or (len(class_names) if class_names else None)
