@@ -49,7 +49,8 @@ def leaderboard_report(
         raise AdvlabError(f"leaderboard sort_by {sort_by!r} is not a column header: use one of {', '.join(headers)}")
     out_dir = Path(cfg.paths.output_dir)
     rows = result_rows(results)
-    table, counts = [], {}
+    table: list[dict[str, Any]] = []
+    counts: dict[str, Any] = {}
     for label, entry in results.get("models", {}).items():
         line: dict[str, Any] = {
             "model": label,

@@ -68,7 +68,7 @@ def apgd_loss(logits: torch.Tensor, y: torch.Tensor, loss: str, target: torch.Te
 def checkpoints(steps: int) -> list[int]:
     """The iterations ``w_1 < w_2 < …`` (≤ steps) at which the step size is reconsidered."""
     p_prev, p = 0.0, 0.22
-    points = []
+    points: list[int] = []
     while p <= 1.0:
         w = math.ceil(p * steps)
         if w > (points[-1] if points else 0):
@@ -254,7 +254,7 @@ def apgd(
             )
         out, fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
         zero_grad = None
-        aims: list[torch.Tensor | None] = top_targets(model, x, y, targets) if targets else [None]
+        aims: list[torch.Tensor | None] = list(top_targets(model, x, y, targets)) if targets else [None]
         for aim in aims:
             for _ in range(restarts):
                 todo = (~fooled).nonzero().flatten()

@@ -53,9 +53,10 @@ def adversarial_training(
         model_cfg = OmegaConf.merge(model_cfg, {"checkpoint": spec.checkpoint})
     module: list[AdversarialTrainingModule] = []
 
-    def factory(*args: Any, **kwargs: Any) -> AdversarialTrainingModule:
+    def factory(model: Any, **kwargs: Any) -> AdversarialTrainingModule:
+        # fit_classifier passes the model and optimizer/scheduler/monitor/temperature
         built = AdversarialTrainingModule(
-            *args,
+            model,
             defense=defense,
             robust_val_samples=spec.get("robust_val_samples", 500),
             restore_best=spec.get("restore_best", True),
