@@ -92,7 +92,7 @@ class AdversarialTrainingModule(ClassifierModule):
             # leaves inference mode on copies of the batch (the model's parameters are normal tensors).
             with torch.inference_mode(False), torch.enable_grad():
                 xs, ys = x[:count].clone(), y[:count].clone()
-                x_adv = self.validator.perturb(self.model, xs, ys, self.defense.eps)
+                x_adv = self.validator.perturb(self.model, xs, ys, self.defense.eps).x_adv
                 with torch.no_grad():
                     self._val_hits += int((self.model(x_adv).argmax(1) == ys).sum())
             self._val_seen += count
