@@ -29,9 +29,11 @@ from advlab.io import write_csv, write_json, write_text
 from advlab.job_folder import claim, finish
 from advlab.pipeline.defended import prepare_models
 from advlab.pipeline.evaluate import build_attacks, evaluate_models
+from advlab.pipeline.per_image import PerImage, predict_per_image
 from advlab.pipeline.preflight import check_seed, preflight
-from advlab.plots import plot_accuracy_vs_eps, plot_examples
-from advlab.tables import accuracy_table, result_rows
+from advlab.reports.jobs import result_rows
+from advlab.reports.plots import plot_accuracy_vs_eps, plot_examples
+from advlab.reports.tables import accuracy_table
 from advlab.tracking import track_job
 
 log = logging.getLogger(__name__)
@@ -118,12 +120,16 @@ def _tracked_run(
     add_warnings(results, thresholds((cfg.get("evaluation") or {}).get("diagnostics")))  # gradient-masking checks (advlab/diagnostics.py)
     if not is_global_zero:  # under DDP only rank 0 writes
         return results
+    architectures = {label: entry["architecture"] for label, entry in results["models"].items()}
+    per_image = predict_per_image(cfg, models, datamodule, architectures)  # evaluation.per_image, if set
+    for label, found in per_image.items():
+        results["models"][label]["per_image"] = found.rows
     # The numbers first: a figure that fails to draw must not hide them.
     print(f"\n{accuracy_table(result_rows(results))}\n")
     if results["warnings"]:
         print(f"{format_warnings(results['warnings'])}\n")
     results["files"] = write_outputs(out_dir, results, examples, getattr(datamodule, "class_names", None))
-    results["files"].update(write_reports(cfg, models, results, datamodule))
+    results["files"].update(write_reports(cfg, results, per_image))
     results["elapsed_s"] = round(time.time() - started, 1)
     write_json(out_dir / "results.json", results)  # last: "completed" means every file above is there
     for name, path in results["files"].items():
@@ -155,11 +161,14 @@ def write_outputs(out_dir: Path, results: dict[str, Any], examples: dict[str, An
     return {k: str(v) for k, v in files.items()}
 
 
-def write_reports(cfg: DictConfig, models: dict[str, Any], results: dict[str, Any], datamodule: Any) -> dict[str, str]:
-    """Run the extra reports chosen in ``cfg.reports``: each entry is a ``_partial_`` target
-    called as ``report(cfg=…, models=…, results=…, datamodule=…)`` that returns ``{what: path}``."""
+def write_reports(cfg: DictConfig, results: dict[str, Any], per_image: dict[str, PerImage]) -> dict[str, str]:
+    """Write the extras chosen with ``reports=…`` (advlab/conf/reports/): each entry is a
+    ``_partial_`` target of :mod:`advlab.reports.extras`, called as ``report(results=…,
+    out_dir=…, per_image=…)``, that formats what the evaluation measured and returns ``{what: path}``."""
     files: dict[str, str] = {}
+    images = {label: found.images for label, found in per_image.items()}
     for node in (cfg.get("reports") or {}).values():
         if node is not None:
-            files.update({k: str(v) for k, v in instantiate(node)(cfg=cfg, models=models, results=results, datamodule=datamodule).items()})
+            written = instantiate(node)(results=results, out_dir=Path(cfg.paths.output_dir), per_image=images)
+            files.update({k: str(v) for k, v in written.items()})
     return files

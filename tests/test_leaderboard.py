@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
-from advlab.leaderboard import leaderboard_report
+from advlab.reports.leaderboard import leaderboard_report
 
 
 def _results():
@@ -33,7 +31,6 @@ def _results():
 
 
 def test_sorted_with_published_rows(tmp_path):
-    cfg = SimpleNamespace(paths=SimpleNamespace(output_dir=str(tmp_path)))
     columns = [
         {"header": "clean", "attack": "none"},
         {"header": "AA 0.3", "attack": "autoattack", "eps": 0.3},
@@ -46,7 +43,7 @@ def test_sorted_with_published_rows(tmp_path):
             "AA 0.3": 88.5,
         }
     ]
-    files = leaderboard_report(cfg, {}, _results(), columns=columns, sort_by="AA 0.3", anchors=anchors)
+    files = leaderboard_report(_results(), tmp_path, columns=columns, sort_by="AA 0.3", anchors=anchors)
     text = (tmp_path / "robustness.md").read_text()
     order = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("|")][2:5]
     assert order == ["Madry", "strong", "weak"]
@@ -69,3 +66,4 @@ def test_experiment_composes(make_cfg):
     ]
     assert cfg.defense.name == "adversarial_training" and cfg.defense.distillation.temperature == 100
     assert cfg.attack.pgd.restarts == 5 and cfg.attack.pgd.steps == 100
+    assert cfg.reports.leaderboard.sort_by == "AutoAttack 0.3" and len(cfg.reports.leaderboard.anchors) == 4

@@ -20,7 +20,7 @@ from advlab.attacks.paste import (
 from advlab.attacks.patch import resolve_target
 from advlab.attacks.patch_files import load_patch, save_patch
 from advlab.errors import AdvlabError
-from advlab.patch_report import patch_tables
+from advlab.reports.patch import patch_tables
 
 IMAGENET_LIKE = ["tench", "saltshaker, salt shaker", "soap dispenser", "digital clock", "piggy bank, penny bank", "toaster"]
 

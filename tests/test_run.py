@@ -175,8 +175,8 @@ def test_unwritable_output_folder_is_one_line(make_cfg):
         (["defense=distillation", "defense.student.max_epochs=0"], "defense.student.max_epochs must be >= 1"),
         (["evaluation.target=10", "attack.fgsm.targeted=true"], "evaluation.target=10 is out of range: the data has 10 classes"),
         (
-            ["+reports.top5._target_=advlab.per_image.top5_report", "+reports.top5._partial_=true", "+reports.top5.indices=[7,300]"],
-            "reports.top5.indices has 300, outside the test set of 300 images",
+            ["reports=top5", "evaluation.per_image.indices=[7,300]"],
+            r"report image index 300 is out of range: the test set has 300 images",
         ),
         (["+model.num_classes=5"], "undefended model \\(mnist_cnn\\) gives 5 outputs per image but the data has 10 classes: set model.num_classes=10"),
         (["model=torchvision", "model.name=resnet18", "model.weights=null"], "undefended model \\(resnet18\\) gives 1000 outputs per image but the data has 10"),
@@ -192,7 +192,7 @@ def test_nonsense_settings_fail_before_any_training(make_cfg, overrides, message
 
 
 def test_a_model_that_cannot_take_the_images_fails_before_training(make_cfg, tmp_path):
-    from test_imagenet_data import make_folder
+    from helpers import make_folder
 
     folder = make_folder(tmp_path / "images", [0, 1], per_class=1, size=32)
     data = ["data=imagenet_folder", f"data.data_dir={folder}", "data.preprocess=to_tensor", "data.image_size=32", "data.num_workers=0"]

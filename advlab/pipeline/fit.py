@@ -18,7 +18,7 @@ from advlab.lit.callbacks import LossHistory
 from advlab.lit.classifier import ClassifierModule
 from advlab.pipeline.preflight import check_max_epochs, check_model_fits
 from advlab.pipeline.trainers import build_trainer
-from advlab.plots import plot_loss_curves
+from advlab.reports.plots import plot_loss_curves
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from advlab.attacks.patch_files import load_patch, save_patch, slug
 from advlab.errors import AdvlabError
 from advlab.io import write_csv, write_text
 from advlab.lit.patch import measure_patch, train_patch
-from advlab.patch_report import patch_tables, plot_patches, save_patch_png
 from advlab.pipeline.trainers import build_trainer
-from advlab.plots import class_label, plot_top5
+from advlab.reports.patch import patch_tables
+from advlab.reports.plots import class_label, plot_patches, plot_top5, save_patch_png
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from advlab.attacks.patch import PatchAttack
 from advlab.errors import AdvlabError
-from advlab.pipeline.patch import preflight_patch
+from advlab.pipeline.per_image import check_per_image, report_dataset
 
 
 def check_seed(value: Any) -> int:
@@ -81,29 +80,6 @@ def check_target(cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
         )
 
 
-def full_test_set(datamodule: L.LightningDataModule) -> Any:
-    """The data module's whole test set: ``datamodule.dataset`` where it keeps one, else its
-    test loader's dataset (the same set the per-image report indexes)."""
-    datamodule.setup("test")
-    dataset = getattr(datamodule, "dataset", None)
-    return dataset if dataset is not None else datamodule.test_dataloader().dataset
-
-
-def check_reports(cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
-    """Reports that pick images by index (``reports.top5.indices``) against the test-set size."""
-    for name, node in (cfg.get("reports") or {}).items():
-        indices = node.get("indices") if isinstance(node, Mapping) else None
-        if indices is None:
-            continue
-        size = len(full_test_set(datamodule))
-        bad = [i for i in indices if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < size]
-        if bad:
-            raise AdvlabError(
-                f"reports.{name}.indices has {bad[0]!r}, outside the test set of {size} images: "
-                f"use indices 0 … {size - 1}"
-            )
-
-
 def _wandb_online(cfg: DictConfig) -> bool:
     from advlab.tracking import wandb_mode
 
@@ -142,7 +118,11 @@ def check_wandb(cfg: DictConfig, timeout: float = 3.0) -> None:
 
 
 def check_attacks(cfg: DictConfig, attacks: Mapping[str, Any], datamodule: L.LightningDataModule) -> None:
-    """Patches check their targets, sizes and files against the data (class names, image size)."""
+    """A patch is trained before it is measured: check its targets, sizes and files against the
+    data (class names, image size) now, not after the models are trained."""
+    from advlab.attacks.patch import PatchAttack
+    from advlab.pipeline.patch import preflight_patch
+
     for name, attack in attacks.items():
         if isinstance(attack, PatchAttack):
             preflight_patch(cfg, name, attack, datamodule)
@@ -157,14 +137,14 @@ def preflight(cfg: DictConfig, attacks: Mapping[str, Any], datamodule: L.Lightni
     check_epochs(cfg)
     check_wandb(cfg)
     check_target(cfg, datamodule)
-    check_reports(cfg, datamodule)
+    check_per_image(cfg, datamodule)
     check_attacks(cfg, attacks, datamodule)
 
 
 def check_model_fits(model: nn.Module, datamodule: L.LightningDataModule, name: str) -> None:
     """One test image through ``model``: it must accept the data's images and give one logit per
     class of the data. Runs in eval mode without gradients; the model's mode is restored."""
-    x, _ = full_test_set(datamodule)[0]
+    x, _ = report_dataset(datamodule)[0]
     x = torch.as_tensor(x)[None]
     was_training = model.training
     model.eval()

@@ -1,5 +1,5 @@
-"""The robustness leaderboard (``experiment=mnist_leaderboard``): one table of every model under
-every attack, sorted by AutoAttack accuracy, with published numbers beside it, and one
+"""The robustness leaderboard (``reports=[leaderboard]``, used by ``experiment=mnist_leaderboard``):
+one table of every model under every attack, sorted by AutoAttack accuracy, with published numbers beside it, and one
 accuracy-vs-eps figure per defence.
 
 Published rows are labelled as such and carry only the numbers their source reports; they are
@@ -14,8 +14,9 @@ from typing import Any
 
 from advlab.errors import AdvlabError
 from advlab.io import write_csv, write_text
-from advlab.plots import plot_accuracy_vs_eps
-from advlab.tables import format_table, is_percent, result_rows
+from advlab.reports.jobs import result_rows
+from advlab.reports.plots import plot_accuracy_vs_eps
+from advlab.reports.tables import format_table, is_percent
 
 
 def _picked(rows: Sequence[Mapping[str, Any]], label: str, column: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -30,10 +31,9 @@ def _picked(rows: Sequence[Mapping[str, Any]], label: str, column: Mapping[str, 
 
 
 def leaderboard_report(
-    cfg: Any,
-    models: Any,
     results: Mapping[str, Any],
-    datamodule: Any = None,
+    out_dir: Path,
+    per_image: Any = None,
     columns: Sequence[Mapping[str, Any]] = (),
     sort_by: str | None = None,
     anchors: Sequence[Mapping[str, Any]] = (),
@@ -47,7 +47,7 @@ def leaderboard_report(
     headers = [c["header"] for c in columns]
     if sort_by is not None and sort_by not in headers:
         raise AdvlabError(f"leaderboard sort_by {sort_by!r} is not a column header: use one of {', '.join(headers)}")
-    out_dir = Path(cfg.paths.output_dir)
+    out_dir = Path(out_dir)
     rows = result_rows(results)
     table: list[dict[str, Any]] = []
     counts: dict[str, Any] = {}
