@@ -25,7 +25,7 @@ mutates them, leaves no gradient on the model's parameters and restores the mode
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +66,8 @@ class AttackStep:
         logits: the logits this step's gradient was taken at, set only by attacks in the
             reference protocol's train mode (a fresh dropout mask per forward): the public code's
             "prediction before the attack" for this budget.
+        extras: per-image values the attack reports itself, summed into its result rows as
+            ``total / n`` under the same key (AutoAttack: robust after each component, sanity flags).
     """
 
     eps: float | None
@@ -74,6 +76,7 @@ class AttackStep:
     success: torch.Tensor | None = None
     l2: torch.Tensor | None = None
     logits: torch.Tensor | None = None
+    extras: Mapping[str, torch.Tensor] | None = None
 
 
 def pixel_budget(model: nn.Module, eps: float, unit: str, like: torch.Tensor) -> torch.Tensor | float:
