@@ -50,7 +50,9 @@ def job_overrides() -> list[str]:
 
 def machine(device: torch.device | str | None = None) -> str:
     """The device a job (or a benchmark) runs on, in words: the GPU, or the CPU and its threads."""
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = (
+        torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
     return f"CPU {platform.machine()} × {torch.get_num_threads()} threads, torch {torch.__version__}"
@@ -62,7 +64,9 @@ def code_version() -> str | None:
     from advlab.config import PACKAGE_DIR
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
 
     try:
         commit = git("rev-parse", "--short=12", "HEAD")
@@ -112,7 +116,9 @@ def _tracked_run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             for label in models
         },
     }
-    add_warnings(results, thresholds((cfg.get("evaluation") or {}).get("diagnostics")))  # gradient-masking checks (advlab/diagnostics.py)
+    add_warnings(
+        results, thresholds((cfg.get("evaluation") or {}).get("diagnostics"))
+    )  # gradient-masking checks (advlab/diagnostics.py)
     if not is_global_zero:  # under DDP only rank 0 writes
         return results
     architectures = {label: entry["architecture"] for label, entry in results["models"].items()}
@@ -132,7 +138,9 @@ def _tracked_run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     return results
 
 
-def write_outputs(out_dir: Path, results: dict[str, Any], examples: dict[str, Any], class_names: list[str] | None) -> dict[str, str]:
+def write_outputs(
+    out_dir: Path, results: dict[str, Any], examples: dict[str, Any], class_names: list[str] | None
+) -> dict[str, str]:
     """Tables and figures beside ``results.json``; returns ``{what: path}``."""
     rows = result_rows(results)
     files = {
@@ -140,7 +148,9 @@ def write_outputs(out_dir: Path, results: dict[str, Any], examples: dict[str, An
         "results_md": write_text(out_dir / "results.md", accuracy_table(rows) + "\n"),
     }
     if any(r["attack"] != "none" and r.get("eps") is not None for r in rows):
-        files["accuracy_plot"] = plot_accuracy_vs_eps(rows, out_dir / "accuracy_vs_eps.png")
+        plot = plot_accuracy_vs_eps(rows, out_dir / "accuracy_vs_eps.png")
+        if plot is not None:  # None when no row has an accuracy to plot: list no file
+            files["accuracy_plot"] = plot
     for label, example in examples.items():
         if example:
             names = class_names or [str(i) for i in range(int(example["labels"].max()) + 1)]

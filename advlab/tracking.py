@@ -29,7 +29,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -71,9 +71,9 @@ def _wandb_node(cfg: DictConfig) -> DictConfig | None:
 def config_params(cfg: DictConfig) -> dict[str, Any]:
     """The job's config as plain values, resolved where it can be."""
     try:
-        return OmegaConf.to_container(cfg, resolve=True)
+        return cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     except Exception:  # an interpolation that only resolves inside a Hydra job
-        return OmegaConf.to_container(cfg, resolve=False)
+        return cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=False))
 
 
 def job_name(cfg: DictConfig) -> str:
@@ -133,7 +133,7 @@ class JobTracker:
         import wandb
         from hydra.utils import get_class
 
-        settings = OmegaConf.to_container(node, resolve=True)
+        settings = cast(dict[str, Any], OmegaConf.to_container(node, resolve=True))  # node is a DictConfig
         logger_class = get_class(settings.pop("_target_"))
         mode = wandb_mode(bool(settings.pop("offline", True)))
         if settings.get("log_model") and mode != "online":
@@ -162,7 +162,7 @@ class JobTracker:
         """A ``WandbLogger`` for one stage that writes into the job's run, keys prefixed by stage."""
         from hydra.utils import get_class
 
-        settings = OmegaConf.to_container(node, resolve=True)
+        settings = cast(dict[str, Any], OmegaConf.to_container(node, resolve=True))  # node is a DictConfig
         logger_class = get_class(settings.pop("_target_"))
         settings.pop("offline", None)
         logger = logger_class(experiment=self.wandb_run, prefix=stage, offline=False, **settings)
@@ -277,7 +277,9 @@ def summary_metrics(series: Mapping[str, tuple[str | None, list[tuple[Any, dict[
     for prefix, (x_key, points) in series.items():
         for index, (x, metrics) in enumerate(points):
             at = f"@{x_key}={x:g}" if x_key else (f"@{index}" if len(points) > 1 else "")
-            summary.update({f"{prefix}/{name}{at}": value for name, value in metrics.items() if name not in SUMMARY_SKIP})
+            summary.update(
+                {f"{prefix}/{name}{at}": value for name, value in metrics.items() if name not in SUMMARY_SKIP}
+            )
     return summary
 
 
@@ -292,7 +294,9 @@ def _log_series(logger: Any, series: Mapping[str, Any]) -> None:
             logger.log_metrics({**values, f"{prefix}/{x_key}": x}, step=step)
 
 
-def _log_to_tensorboard(logger: Any, params: dict[str, Any], summary: dict[str, float], figures: Mapping[str, str], table_md: str | None) -> None:
+def _log_to_tensorboard(
+    logger: Any, params: dict[str, Any], summary: dict[str, float], figures: Mapping[str, str], table_md: str | None
+) -> None:
     from matplotlib.image import imread
 
     writer = logger.experiment
@@ -300,12 +304,23 @@ def _log_to_tensorboard(logger: Any, params: dict[str, Any], summary: dict[str, 
         writer.add_text("results", table_md, 0)
     for name, path in figures.items():
         image = imread(path)
-        writer.add_image(f"figures/{name}", image[..., :3] if image.ndim == 3 else image, 0, dataformats="HWC" if image.ndim == 3 else "HW")
+        writer.add_image(
+            f"figures/{name}",
+            image[..., :3] if image.ndim == 3 else image,
+            0,
+            dataformats="HWC" if image.ndim == 3 else "HW",
+        )
     # the HParams dashboard: each job's config beside its summary numbers
     logger.log_hyperparams(params, metrics=summary)
 
 
-def _log_to_wandb(run: Any, series: Mapping[str, Any], summary: dict[str, float], rows: list[dict[str, Any]], figures: Mapping[str, str]) -> None:
+def _log_to_wandb(
+    run: Any,
+    series: Mapping[str, Any],
+    summary: dict[str, float],
+    rows: list[dict[str, Any]],
+    figures: Mapping[str, str],
+) -> None:
     import wandb
 
     for prefix, (x_key, points) in series.items():
@@ -318,8 +333,15 @@ def _log_to_wandb(run: Any, series: Mapping[str, Any], summary: dict[str, float]
         for x, metrics in points:
             run.log({axis: x, **{f"{prefix}/{name}": value for name, value in metrics.items()}})
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    table = wandb.Table(columns=columns, data=[[_plain(row.get(c)) for c in columns] for row in rows], allow_mixed_types=True)
-    run.log({"results/table": table, **{f"figures/{name}": wandb.Image(str(path), caption=name) for name, path in figures.items()}})
+    table = wandb.Table(
+        columns=[*columns], data=[[_plain(row.get(c)) for c in columns] for row in rows], allow_mixed_types=True
+    )
+    run.log(
+        {
+            "results/table": table,
+            **{f"figures/{name}": wandb.Image(str(path), caption=name) for name, path in figures.items()},
+        }
+    )
     run.summary.update(summary)
 
 

@@ -103,3 +103,25 @@ def make_job(folder: Path, overrides: list[str], results: dict | None) -> Path:
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int, int]]:
+    """Every file under ``folder`` with its bytes, mode and modification time."""
+    return {
+        str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"", p.stat().st_mode, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+    } | {".": (b"", folder.stat().st_mode, folder.stat().st_mtime_ns)}
+
+
+def _old_job(folder: Path) -> None:
+    """A folder as a finished earlier job leaves it (tiny stand-ins for its files)."""
+    (folder / "checkpoints" / "undefended").mkdir(parents=True)
+    (folder / "checkpoints" / "undefended" / "last.ckpt").write_bytes(b"old")
+    (folder / ".hydra").mkdir()
+    (folder / ".hydra" / "overrides.yaml").write_text("- old=1\n")
+    listed = {"comparison_md": str(folder / "comparison.md"), "elsewhere": str(folder.parent / "keep.md")}
+    (folder / "results.json").write_text(json.dumps({"status": "completed", "old": True, "files": listed}))
+    (folder / "comparison.md").write_text("old")  # a report's file, known from the list
+    for name in ("results.md", "results.csv", "accuracy_vs_eps.png", "undefended.pt", "cli.log"):
+        (folder / name).write_text("old")
+    (folder / "notes.txt").write_text("the user's own file")

@@ -31,7 +31,7 @@ def test_batches_are_unit_range_images(mnist_dir):
     assert [len(b[0]) for b in batches] == [64, 64, 2]
     x, y = batches[0]
     assert x.shape == (64, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.long
-    assert 0.0 <= x.min() and x.max() <= 1.0 and x.max() > 0.9
+    assert x.min() >= 0.0 and x.max() <= 1.0 and x.max() > 0.9
 
 
 def test_accepts_the_mnist_or_raw_folder_itself(mnist_dir):

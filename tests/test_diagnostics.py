@@ -32,8 +32,12 @@ class Saturated(torch.nn.Module):
 def evaluate(model, attacks, x, y) -> dict:
     module = AttackEvaluation(model, attacks, num_classes=10, example_count=0)
     trainer = L.Trainer(
-        accelerator="cpu", inference_mode=False, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False,
+        accelerator="cpu",
+        inference_mode=False,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
     )
     trainer.test(module, DataLoader(TensorDataset(x, y), batch_size=128), verbose=False)
     return module.results

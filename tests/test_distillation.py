@@ -75,7 +75,9 @@ def test_student_loss_is_cross_entropy_against_the_teacher_soft_labels(trained_c
     # a student whose logits / T are the fixture CNN's logits: it fits the hard labels well, so the
     # loss against them and against the rolled teacher's soft labels differ clearly
     student = Scaled(trained_cnn, T).eval()
-    module = DistillationModule(student, rolled(trained_cnn), optimizer=partial(torch.optim.Adam, lr=1e-3), temperature=T)
+    module = DistillationModule(
+        student, rolled(trained_cnn), optimizer=partial(torch.optim.Adam, lr=1e-3), temperature=T
+    )
     loss = module.training_step((x, y), 0)
     with torch.no_grad():
         logits = student(x)
@@ -151,8 +153,17 @@ def test_composed_distillation_run_on_a_few_batches(make_cfg):
     student = models["distilled"]["training"]
     assert student["trained"] and student["temperature"] == T and student["deployed_temperature"] == 1.0
     assert student["teacher"]["trained"] and student["teacher"]["checkpoint"].endswith("teacher.pt")
-    for name in ("teacher.pt", "student.pt", "undefended.pt", "student_loss.csv", "student_loss.png",
-                 "teacher_loss.csv", "comparison.md", "comparison.csv", "comparison.png"):
+    for name in (
+        "teacher.pt",
+        "student.pt",
+        "undefended.pt",
+        "student_loss.csv",
+        "student_loss.png",
+        "teacher_loss.csv",
+        "comparison.md",
+        "comparison.csv",
+        "comparison.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert "warnings" in on_disk and isinstance(on_disk["warnings"], list)
     comparison = (out / "comparison.md").read_text()
@@ -212,6 +223,8 @@ def test_teacher_checkpoint_of_another_architecture_fails_in_one_line(make_cfg, 
     path = tmp_path / "linear.pt"
     torch.save(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)).state_dict(), path)
     cfg = make_cfg(*QUICK_DISTILLATION, f"defense.teacher.model.checkpoint={path}", "defense.compare_undefended=false")
-    with pytest.raises(AdvlabError, match=r"teacher \(defense.teacher\): checkpoint .*linear.pt.* does not match model 'mnist_cnn'") as info:
+    with pytest.raises(
+        AdvlabError, match=r"teacher \(defense.teacher\): checkpoint .*linear.pt.* does not match model 'mnist_cnn'"
+    ) as info:
         run(cfg)
     assert "\n" not in str(info.value)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import make_folder, module
 from PIL import Image
 
 from advlab.data.imagenet import (
@@ -18,7 +19,6 @@ from advlab.data.imagenet import (
     read_label_list,
 )
 from advlab.errors import AdvlabError
-from helpers import make_folder, module
 
 
 def test_wnid_table_is_imagenet_index_order():
@@ -41,12 +41,16 @@ def test_labels_come_from_folder_names_in_any_order(tmp_path, naming):
     assert sorted(set(dataset.targets)) == sorted(classes)  # sort order alone would give 0 … 4
     for path, label in dataset.samples:
         folder = Path(path).parent.name
-        expected = {"wnid": imagenet_wnids().index(folder) if naming == "wnid" else None, "index": int(folder) if naming == "index" else None, "name": imagenet_categories().index(folder) if naming == "name" else None}[naming]
+        expected = {
+            "wnid": imagenet_wnids().index(folder) if naming == "wnid" else None,
+            "index": int(folder) if naming == "index" else None,
+            "name": imagenet_categories().index(folder) if naming == "name" else None,
+        }[naming]
         assert label == expected
     # image order is ImageFolder's: sorted folders, then sorted files (the paper's image indices)
     assert [p for p, _ in dataset.samples] == sorted(p for p, _ in dataset.samples)
     x, y = next(iter(dm.test_dataloader()))
-    assert x.shape[1:] == (3, 32, 32) and 0 <= x.min() and x.max() <= 1 and y.tolist() == dataset.targets[:4]
+    assert x.shape[1:] == (3, 32, 32) and x.min() >= 0 and x.max() <= 1 and y.tolist() == dataset.targets[:4]
     assert dm.num_classes == 1000 and dm.class_names == list(imagenet_categories())
 
 
@@ -84,7 +88,7 @@ def test_weights_preprocessing_is_the_presets_minus_normalization(tmp_path):
     picture.save(root / "n01443537" / "a.png")
     dm = module(root, preprocess="weights", model_name="alexnet", weights="IMAGENET1K_V1")
     x, y = dm.dataset[0]
-    assert x.shape == (3, 224, 224) and y == 1 and 0 <= x.min() and x.max() <= 1
+    assert x.shape == (3, 224, 224) and y == 1 and x.min() >= 0 and x.max() <= 1
     preset = AlexNet_Weights.IMAGENET1K_V1.transforms()
     normalized = preset(Image.open(root / "n01443537" / "a.png").convert("RGB"))
     mean, std = torch.tensor(preset.mean).view(3, 1, 1), torch.tensor(preset.std).view(3, 1, 1)

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import QUICK
 from lightning.pytorch.callbacks import RichProgressBar
 
 from advlab.errors import AdvlabError
 from advlab.lit.progress import LineProgress, StageRichProgressBar
 from advlab.pipeline.trainers import build_trainer
 from advlab.tracking import JobTracker, result_series, summary_metrics, wandb_mode
-from conftest import QUICK
 
 # --- a sweep with every logger, watched for network access --------------------------------------
 
@@ -110,24 +110,63 @@ def sweep(tmp_path_factory, mnist_dir):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     sink = f"http://127.0.0.1:{server.server_address[1]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k.lower() not in ("no_proxy", "http_proxy", "https_proxy", "all_proxy")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("WANDB_") and k.lower() not in ("no_proxy", "http_proxy", "https_proxy", "all_proxy")
+    }
     env.update(
-        ADVLAB_ROOT=str(root), ADVLAB_DATA_DIR=str(mnist_dir), HYDRA_FULL_ERROR="0", ADVLAB_PROBE_LOG=str(root / "probe.json"),
-        WANDB_BASE_URL=sink, WANDB_CONFIG_DIR=str(root / "wandb-config"), WANDB_CACHE_DIR=str(root / "wandb-cache"), WANDB_DATA_DIR=str(root / "wandb-data"),
-        HTTP_PROXY=sink, HTTPS_PROXY=sink, ALL_PROXY=sink, http_proxy=sink, https_proxy=sink, all_proxy=sink,
+        ADVLAB_ROOT=str(root),
+        ADVLAB_DATA_DIR=str(mnist_dir),
+        HYDRA_FULL_ERROR="0",
+        ADVLAB_PROBE_LOG=str(root / "probe.json"),
+        WANDB_BASE_URL=sink,
+        WANDB_CONFIG_DIR=str(root / "wandb-config"),
+        WANDB_CACHE_DIR=str(root / "wandb-cache"),
+        WANDB_DATA_DIR=str(root / "wandb-data"),
+        HTTP_PROXY=sink,
+        HTTPS_PROXY=sink,
+        ALL_PROXY=sink,
+        http_proxy=sink,
+        https_proxy=sink,
+        all_proxy=sink,
     )
     quick = [o for o in QUICK if "enable_progress_bar" not in o]  # the default, `auto`, must fall back to lines
-    small = ["data.train_subset=256", "data.val_subset=64", "data.test_subset=100", "data.eval_batch_size=50", "evaluation.example_count=2"]
+    small = [
+        "data.train_subset=256",
+        "data.val_subset=64",
+        "data.test_subset=100",
+        "data.eval_batch_size=50",
+        "evaluation.example_count=2",
+    ]
     try:
         result = subprocess.run(
-            [sys.executable, "-c", PROBE, "-m", *quick, *small, "attack.fgsm.eps=[0.1,0.3],[0.2],[-1]", "logger=[csv,tensorboard,wandb]"],
-            cwd=root, env=env, capture_output=True, text=True, timeout=600,
+            [
+                sys.executable,
+                "-c",
+                PROBE,
+                "-m",
+                *quick,
+                *small,
+                "attack.fgsm.eps=[0.1,0.3],[0.2],[-1]",
+                "logger=[csv,tensorboard,wandb]",
+            ],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
     finally:
         server.shutdown()
     assert result.returncode == 2, result.stderr[-3000:]
     [folder] = (root / "outputs" / "multirun" / "advlab").iterdir()
-    return {"folder": folder, "result": result, "requests": list(_Sink.requests), "seen": json.loads((root / "probe.json").read_text())}
+    return {
+        "folder": folder,
+        "result": result,
+        "requests": list(_Sink.requests),
+        "seen": json.loads((root / "probe.json").read_text()),
+    }
 
 
 def test_nothing_is_sent_anywhere(sweep):
@@ -166,11 +205,23 @@ def test_each_job_is_one_offline_wandb_run_in_its_folder(sweep):
     rows = entry["evaluation"]["attacks"]["fgsm"]["rows"]
     assert logged["undefended/fgsm/eps"] == [0.1, 0.3]
     assert logged["undefended/fgsm/top1_acc"] == pytest.approx([r["top1_acc"] for r in rows])
-    assert any(key.startswith("figures/accuracy_plot") for key in logged) and any(key.startswith("results/table") for key in logged)
-    summaries = {item.key: json.loads(item.value_json) for r in runs["0"] if r.WhichOneof("record_type") == "summary" for item in r.summary.update}
+    assert any(key.startswith("figures/accuracy_plot") for key in logged) and any(
+        key.startswith("results/table") for key in logged
+    )
+    summaries = {
+        item.key: json.loads(item.value_json)
+        for r in runs["0"]
+        if r.WhichOneof("record_type") == "summary"
+        for item in r.summary.update
+    }
     assert summaries["undefended/clean/top1_acc"] == pytest.approx(entry["evaluation"]["clean"]["top1_acc"])
     assert summaries["undefended/fgsm/top1_acc@eps=0.3"] == pytest.approx(rows[1]["top1_acc"])
-    failed = {item.key: json.loads(item.value_json) for r in runs["2"] if r.WhichOneof("record_type") == "summary" for item in r.summary.update}
+    failed = {
+        item.key: json.loads(item.value_json)
+        for r in runs["2"]
+        if r.WhichOneof("record_type") == "summary"
+        for item in r.summary.update
+    }
     assert failed["error"].startswith("AdvlabError: eps must be >= 0, got -1")
 
 
@@ -190,10 +241,19 @@ def test_tensorboard_event_files_hold_the_logged_scalars(sweep):
     evaluation = EventAccumulator(str(job / "tensorboard" / "results"), size_guidance={"images": 0, "tensors": 0})
     evaluation.Reload()
     rows = entry["evaluation"]["attacks"]["fgsm"]["rows"]
-    assert [(e.step, e.value) for e in evaluation.Scalars("undefended/fgsm/eps")] == [(0, pytest.approx(0.1)), (1, pytest.approx(0.3))]
-    assert [e.value for e in evaluation.Scalars("undefended/fgsm/top1_acc")] == pytest.approx([r["top1_acc"] for r in rows], abs=1e-6)
-    assert [e.value for e in evaluation.Scalars("undefended/clean/top1_acc")] == pytest.approx([entry["evaluation"]["clean"]["top1_acc"]], abs=1e-6)
-    assert {"figures/accuracy_plot", "figures/examples_undefended", "figures/loss_plot_undefended"} <= set(evaluation.Tags()["images"])
+    assert [(e.step, e.value) for e in evaluation.Scalars("undefended/fgsm/eps")] == [
+        (0, pytest.approx(0.1)),
+        (1, pytest.approx(0.3)),
+    ]
+    assert [e.value for e in evaluation.Scalars("undefended/fgsm/top1_acc")] == pytest.approx(
+        [r["top1_acc"] for r in rows], abs=1e-6
+    )
+    assert [e.value for e in evaluation.Scalars("undefended/clean/top1_acc")] == pytest.approx(
+        [entry["evaluation"]["clean"]["top1_acc"]], abs=1e-6
+    )
+    assert {"figures/accuracy_plot", "figures/examples_undefended", "figures/loss_plot_undefended"} <= set(
+        evaluation.Tags()["images"]
+    )
     [text] = evaluation.Tensors("results/text_summary")
     assert re.search(r"\| +undefended \| +fgsm \|", text.tensor_proto.string_val[0].decode())  # the results table
 
@@ -224,7 +284,13 @@ def test_the_sweep_summary_includes_the_tracked_jobs(sweep):
 
 @pytest.mark.parametrize(
     "env, offline, expected",
-    [(None, True, "offline"), (None, False, "online"), ("online", True, "online"), ("offline", False, "offline"), ("disabled", True, "disabled")],
+    [
+        (None, True, "offline"),
+        (None, False, "online"),
+        ("online", True, "online"),
+        ("offline", False, "offline"),
+        ("disabled", True, "disabled"),
+    ],
 )
 def test_wandb_mode(monkeypatch, env, offline, expected):
     if env is None:
@@ -237,7 +303,11 @@ def test_wandb_mode(monkeypatch, env, offline, expected):
 def test_uploading_checkpoints_offline_is_a_one_line_error(make_cfg, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = make_cfg("logger=wandb", "logger.wandb.log_model=true")
-    with pytest.raises(AdvlabError, match=r"^logger.wandb.log_model uploads checkpoints, which an offline wandb run cannot do: set logger.wandb.log_model=false"):
+    with pytest.raises(
+        AdvlabError,
+        match=r"^logger.wandb.log_model uploads checkpoints, which an offline wandb run cannot do: "
+        r"set logger.wandb.log_model=false",
+    ):
         JobTracker(cfg).start()
 
 
@@ -248,8 +318,16 @@ def test_series_and_summary_are_generic_over_row_columns():
                 "evaluation": {
                     "clean": {"n": 10, "top1_acc": 0.9},
                     "attacks": {
-                        "fgsm": {"rows": [{"eps": 0.1, "top1_acc": 0.5, "eps_unit": "pixel"}, {"eps": 0.3, "top1_acc": 0.2}]},
-                        "patch": {"rows": [{"patch_size": 0.1, "target": "toaster", "top1_rate": 0.4}, {"patch_size": 0.2, "target": "toaster", "top1_rate": 0.7}, {"patch_size": 0.1, "target": "banana", "top1_rate": 0.3}]},
+                        "fgsm": {
+                            "rows": [{"eps": 0.1, "top1_acc": 0.5, "eps_unit": "pixel"}, {"eps": 0.3, "top1_acc": 0.2}]
+                        },
+                        "patch": {
+                            "rows": [
+                                {"patch_size": 0.1, "target": "toaster", "top1_rate": 0.4},
+                                {"patch_size": 0.2, "target": "toaster", "top1_rate": 0.7},
+                                {"patch_size": 0.1, "target": "banana", "top1_rate": 0.3},
+                            ]
+                        },
                         "cw": {"rows": [{"success_rate": 1.0, "median_l2": 1.5, "converged": True}]},
                     },
                 }
@@ -292,7 +370,9 @@ def test_progress_off_when_the_trainer_says_so(make_cfg):
 
 
 def test_unknown_progress_bar_is_a_one_line_error(make_cfg):
-    with pytest.raises(AdvlabError, match="unknown callbacks.progress_bar 'fancy': use one of auto, rich, tqdm, lines, none"):
+    with pytest.raises(
+        AdvlabError, match="unknown callbacks.progress_bar 'fancy': use one of auto, rich, tqdm, lines, none"
+    ):
         build_trainer(make_cfg("callbacks.progress_bar=fancy", quick=False), "undefended")
 
 
@@ -312,7 +392,9 @@ def test_line_progress_logs_each_epoch(make_cfg, caplog):
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(32, 4), torch.randint(0, 2, (32,))), batch_size=8)
+    data = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.randn(32, 4), torch.randint(0, 2, (32,))), batch_size=8
+    )
     cfg = make_cfg("trainer.accelerator=cpu", "callbacks.progress_bar=lines", "logger=none", quick=False)
     trainer = build_trainer(cfg, "tiny", max_epochs=2, enable_checkpointing=False)
     with caplog.at_level(logging.INFO, logger="advlab.progress"):

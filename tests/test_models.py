@@ -48,6 +48,9 @@ def test_missing_unreadable_and_mismatched_checkpoints(tmp_path):
         create_model("mnist_cnn", checkpoint=str(unsafe))
     other = tmp_path / "other.pt"
     torch.save(MnistCNN(num_classes=7).state_dict(), other)
-    with pytest.raises(AdvlabError, match=r"does not match model 'mnist_cnn' .*shape of classifier.4.bias is \(7,\), model wants \(10,\)") as info:
+    with pytest.raises(
+        AdvlabError,
+        match=r"does not match model 'mnist_cnn' .*shape of classifier.4.bias is \(7,\), model wants \(10,\)",
+    ) as info:
         load_weights(MnistCNN(), other, model_name="mnist_cnn")
     assert "\n" not in str(info.value)

@@ -22,7 +22,14 @@ from advlab.attacks.patch_files import load_patch, save_patch
 from advlab.errors import AdvlabError
 from advlab.reports.patch import patch_tables
 
-IMAGENET_LIKE = ["tench", "saltshaker, salt shaker", "soap dispenser", "digital clock", "piggy bank, penny bank", "toaster"]
+IMAGENET_LIKE = [
+    "tench",
+    "saltshaker, salt shaker",
+    "soap dispenser",
+    "digital clock",
+    "piggy bank, penny bank",
+    "toaster",
+]
 
 
 def test_pixel_map_is_tanh_into_unit_range_and_inverts():
@@ -105,8 +112,16 @@ def test_scaled_and_turned_patches_stay_whole_inside(scale, rotation):
     patch = torch.ones(1, *size)
     inside = paste_transformed(torch.zeros(500, 1, *image), patch, drawn["centre"], drawn["scale"], drawn["angle"])
     # the same placements on a canvas with a wide margin: nothing can be cut off there
-    padded = paste_transformed(torch.zeros(500, 1, image[0] + 2 * margin, image[1] + 2 * margin), patch, drawn["centre"] + margin, drawn["scale"], drawn["angle"])
-    assert torch.allclose(inside.sum(dim=(1, 2, 3)), padded.sum(dim=(1, 2, 3)), atol=1e-3), "a patch was cut off at the border"
+    padded = paste_transformed(
+        torch.zeros(500, 1, image[0] + 2 * margin, image[1] + 2 * margin),
+        patch,
+        drawn["centre"] + margin,
+        drawn["scale"],
+        drawn["angle"],
+    )
+    assert torch.allclose(inside.sum(dim=(1, 2, 3)), padded.sum(dim=(1, 2, 3)), atol=1e-3), (
+        "a patch was cut off at the border"
+    )
     assert torch.allclose(padded[..., margin : margin + image[0], margin : margin + image[1]], inside, atol=1e-5)
     assert inside.min() >= 0 and inside.max() <= 1 + 1e-6
     centres = drawn["centre"]
@@ -142,7 +157,9 @@ def test_unknown_target_name_suggests_the_closest_in_one_line():
     with pytest.raises(AdvlabError, match=r"unknown target class 'toastr': did you mean 'toaster'\?") as info:
         resolve_target("toastr", IMAGENET_LIKE, 6)
     assert "\n" not in str(info.value)
-    with pytest.raises(AdvlabError, match=r"unknown target class 'zebra': the 6 class names include 'tench', .*'toaster'"):
+    with pytest.raises(
+        AdvlabError, match=r"unknown target class 'zebra': the 6 class names include 'tench', .*'toaster'"
+    ):
         resolve_target("zebra", IMAGENET_LIKE, 6)
 
 
@@ -154,7 +171,9 @@ def test_target_index_out_of_range(target):
 
 
 def test_patch_larger_than_the_image_is_refused():
-    with pytest.raises(AdvlabError, match=r"patch 30×30 px is larger than the 28×28 px images: use attack.patch.patch_size <= 28"):
+    with pytest.raises(
+        AdvlabError, match=r"patch 30×30 px is larger than the 28×28 px images: use attack.patch.patch_size <= 28"
+    ):
         check_fits((30, 30), (1, 28, 28))
     with pytest.raises(AdvlabError, match=r"larger than the 28×28 px images \(at scale 1.5"):
         check_fits((20, 20), (28, 28), scale=(1.0, 1.5))
@@ -189,12 +208,31 @@ def test_lists_give_one_patch_per_target_and_size_and_settings_state_the_protoco
     attack = PatchAttack(target=["toaster", 3], patch_size=[32, [16, 24]])
     assert attack.targets == ["toaster", 3] and attack.sizes == [(32, 32), (16, 24)]
     settings = attack.settings()
-    assert settings == {**settings, "optimizer": "SGD", "lr": 0.1, "momentum": 0.8, "epochs": 5, "batch_size": 32, "train_split": 0.9, "placements": 4}
+    assert settings == {
+        **settings,
+        "optimizer": "SGD",
+        "lr": 0.1,
+        "momentum": 0.8,
+        "epochs": 5,
+        "batch_size": 32,
+        "train_split": 0.9,
+        "placements": 4,
+    }
 
 
 def test_pivot_table_puts_classes_down_and_sizes_across():
     rows = [
-        {"model": "undefended", "architecture": "resnet101", "attack": "patch", "target": t, "patch_size": s, "target_rate": r, "target_top5_rate": r5, "n_images": 450, "placements": 4}
+        {
+            "model": "undefended",
+            "architecture": "resnet101",
+            "attack": "patch",
+            "target": t,
+            "patch_size": s,
+            "target_rate": r,
+            "target_top5_rate": r5,
+            "n_images": 450,
+            "placements": 4,
+        }
         for t, s, r, r5 in [("toaster", 48, 0.9, 0.99), ("toaster", 32, 0.5, 0.7), ("piggy bank", 32, 0.25, 0.5)]
     ] + [{"model": "undefended", "attack": "none", "top1_acc": 0.8}]
     text = patch_tables(rows)

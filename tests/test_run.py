@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import _old_job, _snapshot
 
 from advlab.errors import AdvlabError
 from advlab.run import run
@@ -46,12 +47,17 @@ def test_composed_run_end_to_end(make_cfg):
 def test_reusing_a_checkpoint_skips_training_and_gives_the_same_numbers(make_cfg, tmp_path):
     first = run(make_cfg("attack.fgsm.eps=[0.1]"))
     weights = first["models"]["undefended"]["training"]["checkpoint"]
-    second_cfg = make_cfg("attack.fgsm.eps=[0.1]", f"model.checkpoint={weights}", f"paths.output_dir={tmp_path / 'again'}")
+    second_cfg = make_cfg(
+        "attack.fgsm.eps=[0.1]", f"model.checkpoint={weights}", f"paths.output_dir={tmp_path / 'again'}"
+    )
     second = run(second_cfg)
     a, b = (r["models"]["undefended"] for r in (first, second))
     assert b["training"] == {"trained": False, "checkpoint": weights}
     assert a["evaluation"]["clean"] == b["evaluation"]["clean"]
-    assert a["evaluation"]["attacks"]["fgsm"]["rows"][0]["top1_acc"] == b["evaluation"]["attacks"]["fgsm"]["rows"][0]["top1_acc"]
+    assert (
+        a["evaluation"]["attacks"]["fgsm"]["rows"][0]["top1_acc"]
+        == b["evaluation"]["attacks"]["fgsm"]["rows"][0]["top1_acc"]
+    )
     assert not (tmp_path / "again" / "undefended.pt").exists()
 
 
@@ -83,28 +89,6 @@ def test_max_samples_limits_an_attack_to_the_first_images(make_cfg):
 # --- one folder per job, never mixed ------------------------------------------------------------
 
 
-def _snapshot(folder: Path) -> dict[str, tuple[bytes, int, int]]:
-    """Every file under ``folder`` with its bytes, mode and modification time."""
-    return {
-        str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"", p.stat().st_mode, p.stat().st_mtime_ns)
-        for p in sorted(folder.rglob("*"))
-    } | {".": (b"", folder.stat().st_mode, folder.stat().st_mtime_ns)}
-
-
-def _old_job(folder: Path) -> None:
-    """A folder as a finished earlier job leaves it (tiny stand-ins for its files)."""
-    (folder / "checkpoints" / "undefended").mkdir(parents=True)
-    (folder / "checkpoints" / "undefended" / "last.ckpt").write_bytes(b"old")
-    (folder / ".hydra").mkdir()
-    (folder / ".hydra" / "overrides.yaml").write_text("- old=1\n")
-    listed = {"comparison_md": str(folder / "comparison.md"), "elsewhere": str(folder.parent / "keep.md")}
-    (folder / "results.json").write_text(json.dumps({"status": "completed", "old": True, "files": listed}))
-    (folder / "comparison.md").write_text("old")  # a report's file, known from the list
-    for name in ("results.md", "results.csv", "accuracy_vs_eps.png", "undefended.pt", "cli.log"):
-        (folder / name).write_text("old")
-    (folder / "notes.txt").write_text("the user's own file")
-
-
 def test_job_folders_differ_below_the_second():
     """Every composition gets its own run and sweep folder (Hydra's default was one per second);
     within one composed config the name is stable."""
@@ -127,7 +111,9 @@ def test_a_folder_with_results_is_refused_and_left_untouched(make_cfg, tmp_path)
     folder = tmp_path / "run"
     _old_job(folder)
     before = _snapshot(folder)
-    with pytest.raises(FolderInUse, match=r"already holds a job's results \(results.json says completed\).*overwrite=true"):
+    with pytest.raises(
+        FolderInUse, match=r"already holds a job's results \(results.json says completed\).*overwrite=true"
+    ):
         run(make_cfg())
     assert _snapshot(folder) == before
 
@@ -163,7 +149,9 @@ def test_a_job_claims_its_folder_first_and_one_of_two_claims_wins(tmp_path):
 
 
 def test_unwritable_output_folder_is_one_line(make_cfg):
-    with pytest.raises(AdvlabError, match=r"^cannot write to the output folder /proc/advlab-test/run .*set paths.log_dir"):
+    with pytest.raises(
+        AdvlabError, match=r"^cannot write to the output folder /proc/advlab-test/run .*set paths.log_dir"
+    ):
         run(make_cfg("paths.output_dir=/proc/advlab-test/run"))
 
 
@@ -176,13 +164,23 @@ def test_unwritable_output_folder_is_one_line(make_cfg):
         (["seed=abc"], "seed must be an integer, got 'abc'"),
         (["trainer.max_epochs=0"], r"trainer.max_epochs must be >= 1 \(or -1 for no limit\), got 0"),
         (["defense=distillation", "defense.student.max_epochs=0"], "defense.student.max_epochs must be >= 1"),
-        (["evaluation.target=10", "attack.fgsm.targeted=true"], "evaluation.target=10 is out of range: the data has 10 classes"),
+        (
+            ["evaluation.target=10", "attack.fgsm.targeted=true"],
+            "evaluation.target=10 is out of range: the data has 10 classes",
+        ),
         (
             ["reports=top5", "evaluation.per_image.indices=[7,300]"],
             r"report image index 300 is out of range: the test set has 300 images",
         ),
-        (["+model.num_classes=5"], "undefended model \\(mnist_cnn\\) gives 5 outputs per image but the data has 10 classes: set model.num_classes=10"),
-        (["model=torchvision", "model.name=resnet18", "model.weights=null"], "undefended model \\(resnet18\\) gives 1000 outputs per image but the data has 10"),
+        (
+            ["+model.num_classes=5"],
+            "undefended model \\(mnist_cnn\\) gives 5 outputs per image but the data has 10 classes: "
+            "set model.num_classes=10",
+        ),
+        (
+            ["model=torchvision", "model.name=resnet18", "model.weights=null"],
+            "undefended model \\(resnet18\\) gives 1000 outputs per image but the data has 10",
+        ),
     ],
 )
 def test_nonsense_settings_fail_before_any_training(make_cfg, overrides, message):
@@ -198,14 +196,24 @@ def test_a_model_that_cannot_take_the_images_fails_before_training(make_cfg, tmp
     from helpers import make_folder
 
     folder = make_folder(tmp_path / "images", [0, 1], per_class=1, size=32)
-    data = ["data=imagenet_folder", f"data.data_dir={folder}", "data.preprocess=to_tensor", "data.image_size=32", "data.num_workers=0"]
-    with pytest.raises(AdvlabError, match=r"undefended model \(mnist_cnn\) does not accept the data's images \(3×32×32\): .*channels"):
+    data = [
+        "data=imagenet_folder",
+        f"data.data_dir={folder}",
+        "data.preprocess=to_tensor",
+        "data.image_size=32",
+        "data.num_workers=0",
+    ]
+    with pytest.raises(
+        AdvlabError, match=r"undefended model \(mnist_cnn\) does not accept the data's images \(3×32×32\): .*channels"
+    ):
         run(make_cfg(*data, "+model.num_classes=1000", "trainer.accelerator=cpu", "logger=none", quick=False))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
 def test_gpu_trainer_without_a_gpu_says_so(make_cfg):
-    with pytest.raises(AdvlabError, match="trainer.accelerator=gpu but this machine has no usable GPU.*use trainer=cpu"):
+    with pytest.raises(
+        AdvlabError, match="trainer.accelerator=gpu but this machine has no usable GPU.*use trainer=cpu"
+    ):
         run(make_cfg("trainer=gpu", "trainer.accelerator=gpu"))  # QUICK sets cpu
 
 

@@ -9,6 +9,7 @@ import urllib.error
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import make_folder, module
 from hydra import compose, initialize_config_dir
 
 from advlab.attacks import FGSM
@@ -17,7 +18,6 @@ from advlab.errors import AdvlabError
 from advlab.lit.precision import without_autocast
 from advlab.models import create_model, input_std
 from advlab.models.torchvision_models import resolve_weights, weights_cache_file
-from helpers import make_folder, module
 
 PAPER_MODELS = ["resnet101", "alexnet", "regnet_y_400mf"]
 
@@ -130,7 +130,9 @@ def test_cached_weights_load_safely_through_torch_hub(hub_dir, monkeypatch):
 def test_any_torchvision_model_and_bad_names():
     model = model_from_config("model=torchvision", "model.name=squeezenet1_1", "model.weights=null").eval()
     assert model(torch.rand(1, 3, 64, 64)).shape == (1, 1000)
-    with pytest.raises(AdvlabError, match="unknown weights 'IMAGENET1K_V9' for alexnet: use one of IMAGENET1K_V1, DEFAULT"):
+    with pytest.raises(
+        AdvlabError, match="unknown weights 'IMAGENET1K_V9' for alexnet: use one of IMAGENET1K_V1, DEFAULT"
+    ):
         create_model("alexnet", weights="IMAGENET1K_V9")
     with pytest.raises(AdvlabError, match="did you mean resnet101"):
         create_model("resnet1o1")
@@ -173,9 +175,18 @@ def test_evaluation_knobs_bf16_forwards_fp32_attack_channels_last():
         return out
 
     model.forward = traced
-    module = AttackEvaluation(model, {"fgsm": FGSM(eps=[0.01], eps_unit="normalized")}, num_classes=1000, channels_last=True)
+    module = AttackEvaluation(
+        model, {"fgsm": FGSM(eps=[0.01], eps_unit="normalized")}, num_classes=1000, channels_last=True
+    )
     loader = DataLoader(TensorDataset(torch.rand(2, 3, 64, 64), torch.tensor([0, 1])), batch_size=2)
-    trainer = L.Trainer(accelerator="cpu", precision="bf16-mixed", inference_mode=False, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        precision="bf16-mixed",
+        inference_mode=False,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.test(module, loader, verbose=False)
     # clean forward, the attack's forward, the forward on the adversarial images
     assert seen == [(torch.bfloat16, True), (torch.float32, True), (torch.bfloat16, True)]

@@ -51,7 +51,12 @@ def imagenet_wnids() -> tuple[str, ...]:
     lines = [line.strip() for line in WNID_FILE.read_text(encoding="utf-8").splitlines()]
     wnids = tuple(line for line in lines if line and not line.startswith("#"))
     # The file is a fact table: a damaged copy must not map classes silently wrong.
-    if len(wnids) != NUM_CLASSES or len(set(wnids)) != NUM_CLASSES or list(wnids) != sorted(wnids) or not all(map(WNID_PATTERN.match, wnids)):
+    if (
+        len(wnids) != NUM_CLASSES
+        or len(set(wnids)) != NUM_CLASSES
+        or list(wnids) != sorted(wnids)
+        or not all(map(WNID_PATTERN.match, wnids))
+    ):
         raise AdvlabError(f"{WNID_FILE} is damaged: it must hold the 1000 sorted ImageNet WordNet ids, one per line")
     return wnids
 
@@ -71,12 +76,17 @@ def read_label_list(path: str | Path) -> tuple[list[str], dict[str, int]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise AdvlabError(f"cannot read label list {str(path)!r} ({type(exc).__name__}): it must be a JSON list of the 1000 class names") from None
+        raise AdvlabError(
+            f"cannot read label list {str(path)!r} ({type(exc).__name__}): "
+            "it must be a JSON list of the 1000 class names"
+        ) from None
     names: list[str] = []
     wnids: dict[str, int] = {}
     if isinstance(data, list) and all(isinstance(n, str) for n in data):
         names = list(data)
-    elif isinstance(data, Mapping) and all(str(k).isdigit() and isinstance(v, Sequence) and len(v) == 2 for k, v in data.items()):
+    elif isinstance(data, Mapping) and all(
+        str(k).isdigit() and isinstance(v, Sequence) and len(v) == 2 for k, v in data.items()
+    ):
         for key, (wnid, name) in sorted(data.items(), key=lambda kv: int(kv[0])):
             names.append(str(name))
             wnids[str(wnid)] = int(key)
@@ -88,7 +98,9 @@ def read_label_list(path: str | Path) -> tuple[list[str], dict[str, int]]:
     return names, wnids
 
 
-def map_class_folders(folders: Sequence[str], label_names: Sequence[str] | None = None, label_wnids: Mapping[str, int] | None = None) -> dict[str, int]:
+def map_class_folders(
+    folders: Sequence[str], label_names: Sequence[str] | None = None, label_wnids: Mapping[str, int] | None = None
+) -> dict[str, int]:
     """``{folder: model output index}``: by WordNet id, class index, or unambiguous class name.
 
     Raises one line naming the folders that map to no ImageNet class (or to two).
@@ -144,7 +156,9 @@ def _has_images(path: Path) -> bool:
     return any(entry.is_file() and is_image_file(entry.name) for entry in os.scandir(path))
 
 
-def check_layout(root: Path, label_names: Sequence[str] | None, label_wnids: Mapping[str, int] | None) -> dict[str, int]:
+def check_layout(
+    root: Path, label_names: Sequence[str] | None, label_wnids: Mapping[str, int] | None
+) -> dict[str, int]:
     """The folder mapping of ``root``, or one line saying how the folder is mis-laid."""
     if not root.is_dir():
         raise AdvlabError(
@@ -170,7 +184,8 @@ def check_layout(root: Path, label_names: Sequence[str] | None, label_wnids: Map
                 except AdvlabError:
                     continue
                 raise AdvlabError(
-                    f"{str(root)!r} holds no class folders but {str(root / child)!r} does: set data.data_dir={root / child}"
+                    f"{str(root)!r} holds no class folders but {str(root / child)!r} does: "
+                    f"set data.data_dir={root / child}"
                 ) from None
         raise
 
@@ -195,7 +210,9 @@ def weights_transform(model_name: str | None, weights: str | None) -> Any:
     from advlab.models.torchvision_models import preprocessing
 
     if not model_name:
-        raise AdvlabError("data.preprocess=weights needs data.model_name (a torchvision model): or use data.preprocess=to_tensor")
+        raise AdvlabError(
+            "data.preprocess=weights needs data.model_name (a torchvision model): or use data.preprocess=to_tensor"
+        )
     preset = preprocessing(str(model_name), weights)
     return T.Compose(
         [
@@ -237,7 +254,10 @@ class ImageNetFolderDataModule(L.LightningDataModule):
     ):
         super().__init__()
         if preprocess not in PREPROCESS:
-            raise AdvlabError(f"unknown data.preprocess {preprocess!r}: use 'weights' (the weights' resize and crop) or 'to_tensor' (pre-cropped images)")
+            raise AdvlabError(
+                f"unknown data.preprocess {preprocess!r}: use 'weights' (the weights' resize and crop) "
+                "or 'to_tensor' (pre-cropped images)"
+            )
         if int(batch_size) < 1:
             raise AdvlabError(f"data.batch_size must be >= 1, got {batch_size}")
         if int(num_workers) < 0:
@@ -266,7 +286,10 @@ class ImageNetFolderDataModule(L.LightningDataModule):
         if self.label_list:
             path = Path(self.label_list).expanduser()
             if not path.is_file():
-                raise AdvlabError(f"label list {str(path)!r} does not exist: set data.label_list to a JSON file of the 1000 class names, or null")
+                raise AdvlabError(
+                    f"label list {str(path)!r} does not exist: "
+                    "set data.label_list to a JSON file of the 1000 class names, or null"
+                )
             return path
         default = self.data_dir / LABEL_LIST_NAME
         return default if default.is_file() else None
@@ -288,7 +311,10 @@ class ImageNetFolderDataModule(L.LightningDataModule):
         found = {Path(path).relative_to(self.data_dir).parts[0] for path, _ in dataset.samples}
         empty = sorted(set(mapping) - found)
         if empty:
-            raise AdvlabError(f"class folder(s) {_few(empty)} in {str(self.data_dir)!r} hold no images (.jpg, .png, …): add images or remove them")
+            raise AdvlabError(
+                f"class folder(s) {_few(empty)} in {str(self.data_dir)!r} hold no images (.jpg, .png, …): "
+                "add images or remove them"
+            )
         if self.preprocess == "to_tensor":
             self._check_sizes(dataset.samples)
         self._class_names = list(names or imagenet_categories())

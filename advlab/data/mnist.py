@@ -14,8 +14,9 @@ DataLoader's, so both give the same batches in the same order for the same seed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from pathlib import Path
+from typing import cast
 
 import lightning as L
 import torch
@@ -168,7 +169,7 @@ class MNISTDataModule(L.LightningDataModule):
         if limit is not None:
             if int(limit) < 1:
                 raise AdvlabError(f"data.{name}_subset must be >= 1 or null, got {limit}")
-            dataset = Subset(dataset, range(min(int(limit), len(dataset))))
+            dataset = Subset(dataset, range(min(int(limit), len(cast(Sized, dataset)))))
         return dataset
 
     def _loader(self, name: str, batch_size: int, shuffle: bool) -> DataLoader:
@@ -208,10 +209,10 @@ def _indices(dataset: torch.utils.data.Dataset) -> list[int]:
     if isinstance(dataset, Subset):
         inner = _indices(dataset.dataset)
         return [inner[i] for i in dataset.indices]
-    return list(range(len(dataset)))
+    return list(range(len(cast(Sized, dataset))))
 
 
 def _base(dataset: torch.utils.data.Dataset) -> TensorDataset:
     while isinstance(dataset, Subset):
         dataset = dataset.dataset
-    return dataset
+    return cast(TensorDataset, dataset)  # every split is a (nested) Subset of one TensorDataset

@@ -53,7 +53,9 @@ def soft_labels(teacher: nn.Module, x: torch.Tensor, temperature: float) -> torc
 
 def label_dataset(teacher: nn.Module, images: torch.Tensor, temperature: float, batch_size: int = 1000) -> torch.Tensor:
     """Soft labels for a whole image tensor, batch by batch (step 2 for a notebook user)."""
-    return torch.cat([soft_labels(teacher, images[i : i + batch_size], temperature) for i in range(0, len(images), batch_size)])
+    return torch.cat(
+        [soft_labels(teacher, images[i : i + batch_size], temperature) for i in range(0, len(images), batch_size)]
+    )
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -76,7 +78,9 @@ class DefensiveDistillation:
 
     def describe(self) -> dict[str, object]:
         described: dict[str, object] = {
-            "defense": self.name, "temperature": self.temperature, "deployed_temperature": self.deployed_temperature,
+            "defense": self.name,
+            "temperature": self.temperature,
+            "deployed_temperature": self.deployed_temperature,
         }
         if self.student_labels != "soft":  # stated only for the reference's defect
             described["student_labels"] = self.student_labels

@@ -80,8 +80,13 @@ class ClassifierModule(L.LightningModule):
         for name, total in sums.items():
             # sync_dist: under DDP the epoch value is the mean over all processes, not rank 0's share
             self.log(
-                f"{stage}/{name}", total / count, on_step=False, on_epoch=True, prog_bar=name in self.progress_metrics,
-                batch_size=1, sync_dist=True,
+                f"{stage}/{name}",
+                total / count,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=name in self.progress_metrics,
+                batch_size=1,
+                sync_dist=True,
             )
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:

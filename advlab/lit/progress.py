@@ -98,11 +98,21 @@ class StageRichProgressBar(RichProgressBar):
         # as long as the validation bar's description, so the bars do not flicker
         return f"{description:{len(self.validation_description)}}"
 
-    def on_test_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         super().on_test_batch_start(trainer, pl_module, batch, batch_idx, dataloader_idx)
         self._heartbeat.batch_started()
 
-    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         self._heartbeat.batch_ended()
         super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
@@ -141,7 +151,14 @@ class LineProgress(ProgressBar):
         metrics = {k: v for k, v in self.get_metrics(trainer, pl_module).items() if k != "v_num"}
         values = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
         epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
-        log.info("%s: epoch %d%s  %s  (%.1f s)", self.stage, trainer.current_epoch + 1, epochs, values, time.monotonic() - self._started)
+        log.info(
+            "%s: epoch %d%s  %s  (%.1f s)",
+            self.stage,
+            trainer.current_epoch + 1,
+            epochs,
+            values,
+            time.monotonic() - self._started,
+        )
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.monotonic()
@@ -150,7 +167,9 @@ class LineProgress(ProgressBar):
         if self._enabled and total and total != float("inf"):
             log.info("%s: %d batches of clean + attacks", self.stage, int(total))
 
-    def on_test_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         total = trainer.num_test_batches[dataloader_idx] if trainer.num_test_batches else 0
         self._batch = (batch_idx + 1, int(total) if total and total != float("inf") else 0)
         if self._enabled:
@@ -158,7 +177,13 @@ class LineProgress(ProgressBar):
 
     def _beat(self, seconds: float) -> None:
         done, total = self._batch
-        log.info("%s: batch %d%s still running (%.0f s in this batch)", self.stage, done, f"/{total}" if total else "", seconds)
+        log.info(
+            "%s: batch %d%s still running (%.0f s in this batch)",
+            self.stage,
+            done,
+            f"/{total}" if total else "",
+            seconds,
+        )
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._heartbeat.stop()
@@ -166,7 +191,15 @@ class LineProgress(ProgressBar):
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._heartbeat.stop()
 
-    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         self._heartbeat.batch_ended()
         total = trainer.num_test_batches[dataloader_idx] if trainer.num_test_batches else 0
         if not self._enabled or not total or total == float("inf"):

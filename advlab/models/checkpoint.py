@@ -47,9 +47,7 @@ def load_weights(model: nn.Module, path: str | Path, model_name: str | None = No
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong_shape = sorted(
-        k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape)
-    )
+    wrong_shape = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
     if missing or unexpected or wrong_shape:
         parts = []
         if missing:
@@ -58,9 +56,7 @@ def load_weights(model: nn.Module, path: str | Path, model_name: str | None = No
             parts.append(f"unexpected {_few(unexpected)}")
         if wrong_shape:
             k = wrong_shape[0]
-            parts.append(
-                f"shape of {k} is {tuple(state[k].shape)}, model wants {tuple(expected[k].shape)}"
-            )
+            parts.append(f"shape of {k} is {tuple(state[k].shape)}, model wants {tuple(expected[k].shape)}")
         what = f"model {model_name!r}" if model_name else type(model).__name__
         raise AdvlabError(
             f"checkpoint {str(path)!r} does not match {what} ({'; '.join(parts)}): "

@@ -11,6 +11,9 @@ from torch import nn
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel, with mean and std as buffers (they move with the model)."""
 
+    mean: torch.Tensor  # registered as buffers in __init__; declared for the type checker
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
         if any(s <= 0 for s in std):

@@ -80,12 +80,14 @@ def fit_classifier(
     trainer = build_trainer(cfg, stage, callbacks=[history, checkpoints], **overrides)
     trainer.fit(module, datamodule=datamodule)
 
-    info: dict[str, Any] = {"trained": True, "epochs": trainer.current_epoch, "history": history.history}
+    info = {"trained": True, "epochs": trainer.current_epoch, "history": history.history}
     if trainer.is_global_zero:
         weights = save_torch(out_dir / f"{stage}.pt", {k: v.cpu() for k, v in model.state_dict().items()})
         info["checkpoint"] = str(weights)
         info["best_checkpoint"] = checkpoints.best_model_path or None
         if history.history:
             write_csv(out_dir / f"{stage}_loss.csv", history.history)
-            info["loss_plot"] = str(plot_loss_curves(history.history, out_dir / f"{stage}_loss.png", title=f"{stage}: loss per epoch"))
+            info["loss_plot"] = str(
+                plot_loss_curves(history.history, out_dir / f"{stage}_loss.png", title=f"{stage}: loss per epoch")
+            )
     return model.eval(), info

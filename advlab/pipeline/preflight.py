@@ -71,7 +71,7 @@ def check_target(cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
     target = (cfg.get("evaluation") or {}).get("target", "random")
     if target == "random":
         return
-    classes = int(datamodule.num_classes)
+    classes = int(datamodule.num_classes)  # type: ignore[attr-defined]  # every advlab datamodule sets it
     index = int(target) if isinstance(target, int) or (isinstance(target, str) and target.isdigit()) else None
     if index is None or isinstance(target, bool):
         raise AdvlabError(f"unknown evaluation.target {target!r}: use a class index (0 … {classes - 1}) or random")
@@ -164,7 +164,7 @@ def check_model_fits(model: nn.Module, datamodule: L.LightningDataModule, name: 
         ) from None
     finally:
         model.train(was_training)
-    classes = int(datamodule.num_classes)
+    classes = int(datamodule.num_classes)  # type: ignore[attr-defined]  # every advlab datamodule sets it
     if logits.ndim != 2 or logits.shape[-1] != classes:
         got = logits.shape[-1] if logits.ndim == 2 else tuple(logits.shape)
         raise AdvlabError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
@@ -25,7 +25,8 @@ def build_trainer(
 ) -> L.Trainer:
     """``cfg.trainer`` with this stage's loggers, progress bar and callbacks; ``overrides`` win
     over the config."""
-    node = OmegaConf.create(OmegaConf.to_container(cfg.trainer, resolve=True))
+    # cfg.trainer is a mapping, so the copy is a DictConfig
+    node = cast(DictConfig, OmegaConf.create(OmegaConf.to_container(cfg.trainer, resolve=True)))
     choice = str((cfg.get("callbacks") or {}).get("progress_bar", "auto"))
     callbacks = list(callbacks)
     # enable_progress_bar=false (as the tests set it) switches every bar off, like in Lightning.
