@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+import warnings
 from typing import Any
 
 import hydra
@@ -20,6 +21,9 @@ from advlab.config import CONF_DIR
 from advlab.errors import AdvlabError
 
 log = logging.getLogger("advlab")
+# advlab's launcher configs (conf/hydra/launcher/) are complete files named like the plugins'
+# schemas, which Hydra then validates them against, with a deprecation notice on every launch.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema")
 _exit_status = 0
 
 
