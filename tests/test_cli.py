@@ -13,8 +13,10 @@ import pytest
 from conftest import QUICK
 
 
-def advlab(*args: str, cwd: Path, data_dir: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ADVLAB_ROOT": str(cwd), "HYDRA_FULL_ERROR": "0"}
+def advlab(
+    *args: str, cwd: Path, data_dir: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ADVLAB_ROOT": str(cwd), "HYDRA_FULL_ERROR": "0", **(env or {})}
     if data_dir is not None:
         env["ADVLAB_DATA_DIR"] = str(data_dir)
     return subprocess.run(
