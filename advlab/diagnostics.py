@@ -9,7 +9,12 @@ Three checks per model, each a warning ``{"model", "check", "attack", "message"}
 ``weaker_beats_stronger``  at the same budget, an attack with fewer gradient steps leaves lower
                            accuracy than one with more: the stronger one is being misled.
 ``no_fall``                accuracy does not fall towards 0 as eps grows large (still above half
-                           the clean accuracy at a large L∞ budget), or rises with eps.
+                           the clean accuracy at a large L∞ budget), or rises with eps. Not for a
+                           network at chance level when clean: it has nothing to lose.
+
+Attacks are told apart by what their rows and settings declare (``strength``: gradient steps
+per image, ``norm``, ``eps_unit``, ``targeted``), never by their names, so a new attack takes
+part in every check (:mod:`advlab.attacks.base`).
 
 The thresholds are deliberately loose: a warning means "look closer", not "broken".
 """
@@ -39,23 +44,6 @@ def thresholds(settings: Mapping[str, Any] | None) -> Thresholds:
     if unknown:
         raise AdvlabError(f"unknown key evaluation.diagnostics.{unknown[0]}: use {', '.join(sorted(known))}")
     return Thresholds(**{k: float(v) for k, v in (settings or {}).items()})
-
-
-def attack_strength(settings: Mapping[str, Any], eps: float) -> int | None:
-    """Gradient steps an attack takes per image at budget ``eps``: 1 for FGSM, steps × restarts
-    for a PGD whose steps can cross the whole ball (steps · step_size >= eps; a shorter one can
-    be weaker than FGSM without any masking); ``None`` when not comparable (CW, unknown kinds)."""
-    kind = settings.get("attack")
-    if kind == "fgsm":
-        return 1
-    if kind == "pgd":
-        steps = int(settings.get("steps", 1))
-        step_size = settings.get("step_size")
-        if step_size is not None and steps * float(step_size) < eps - 1e-9:
-            return None
-        restarts = settings.get("restarts", 1) if settings.get("random_start", True) else 1
-        return steps * int(restarts)
-    return None
 
 
 def _gap(a: Mapping[str, Any], b: Mapping[str, Any], tolerance: float) -> float:
@@ -106,7 +94,7 @@ def _weaker_beats_stronger(model: str, attacks: Mapping[str, Any], limits: Thres
             key = _budget_key(settings, row)
             if key is None or key[0] <= 0 or row.get("top1_acc") is None:
                 continue
-            strength = attack_strength(settings, key[0])
+            strength = row.get("strength")  # gradient steps per image; None: not comparable
             if strength is not None:
                 cells.setdefault(key, []).append((name, strength, row))
     warnings = []
@@ -136,9 +124,20 @@ def _weaker_beats_stronger(model: str, attacks: Mapping[str, Any], limits: Thres
     return warnings
 
 
+def _at_chance(evaluation: Mapping[str, Any], tolerance: float) -> bool:
+    """Clean accuracy within noise of guessing (1 / classes): an untrained or broken network."""
+    clean, classes = evaluation.get("clean") or {}, evaluation.get("num_classes")
+    if clean.get("top1_acc") is None or not classes:
+        return False
+    chance = {"top1_acc": 1.0 / int(classes), "n": clean.get("n")}
+    return clean["top1_acc"] - chance["top1_acc"] <= _gap(clean, chance, tolerance)
+
+
 def _no_fall(model: str, evaluation: Mapping[str, Any], limits: Thresholds) -> list[dict[str, Any]]:
     clean = (evaluation.get("clean") or {}).get("top1_acc")
-    warnings = []
+    warnings: list[dict[str, Any]] = []
+    if _at_chance(evaluation, limits.tolerance):
+        return warnings
     for name, block in evaluation.get("attacks", {}).items():
         settings = block.get("settings", {})
         if settings.get("targeted"):

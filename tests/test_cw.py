@@ -21,10 +21,11 @@ def batch(test_batch):
 
 @pytest.fixture(scope="module")
 def plain_cw(trained_cnn, mnist_test):
-    """One CW run shared by the tests that only read it: ``(x, y, attack, x_adv)``."""
+    """One CW run shared by the tests that only read it: ``(x, y, step, x_adv)`` (``step``: the
+    sweep's typed result, with per-sample success and L2)."""
     x, y = mnist_test[0][:32].clone(), mnist_test[1][:32].clone()
-    attack = CarliniWagnerL2(**QUICK)
-    return x, y, attack, attack(trained_cnn, x, y)
+    (step,) = CarliniWagnerL2(**QUICK).sweep(trained_cnn, x, y)
+    return x, y, step, step.x_adv
 
 
 def predictions(model, x):
@@ -54,8 +55,10 @@ def test_finds_adversarials_closer_than_a_successful_fgsm(trained_cnn, plain_cw)
 def test_reports_per_sample_success_and_l2_honestly(trained_cnn, batch):
     x, y = batch
     attack = CarliniWagnerL2(binary_search_steps=2, steps=15, lr=0.1, initial_const=0.05)
-    x_adv = attack(trained_cnn, x, y)
-    success, distance = attack.last_success, attack.last_l2
+    (step,) = attack.sweep(trained_cnn, x, y)
+    x_adv, success, distance = step.x_adv, step.success, step.l2
+    assert step.eps is None and step.zero_grad is None
+    assert torch.equal(attack(trained_cnn, x, y), x_adv)  # the call is the sweep's one step
     assert success.shape == distance.shape == (len(x),)
     assert success.any() and (~success).any(), "these settings are chosen to succeed on some images only"
     # successes really are misclassified, at the distance reported
@@ -69,16 +72,16 @@ def test_reports_per_sample_success_and_l2_honestly(trained_cnn, batch):
 
 def test_confidence_buys_margin_with_distance(trained_cnn, plain_cw):
     x, y, plain, _ = plain_cw
-    strict = CarliniWagnerL2(confidence=1.0, **QUICK)
-    x_strict = strict(trained_cnn, x, y)
+    (strict,) = CarliniWagnerL2(confidence=1.0, **QUICK).sweep(trained_cnn, x, y)
+    x_strict = strict.x_adv
     with torch.no_grad():
         gain = margin_gain(trained_cnn(x_strict), y)
         plain_gain = margin_gain(trained_cnn(plain_cw[3]), y)
-    both = plain.last_success & strict.last_success
-    assert (gain[strict.last_success] >= 1.0 - 1e-4).all()
-    assert (plain_gain[plain.last_success] > 0).all()
+    both = plain.success & strict.success
+    assert (gain[strict.success] >= 1.0 - 1e-4).all()
+    assert (plain_gain[plain.success] > 0).all()
     assert both.sum() >= 10
-    assert strict.last_l2[both].median() > plain.last_l2[both].median()
+    assert strict.l2[both].median() > plain.l2[both].median()
 
 
 def test_no_side_effects(trained_cnn, batch):
@@ -97,10 +100,27 @@ def test_no_side_effects(trained_cnn, batch):
 
 def test_settings_have_no_eps_and_name_the_search():
     attack = CarliniWagnerL2(steps=10)
-    assert attack.eps_values == [None] and attack.eps is None
+    assert attack.eps_values == [None] and attack.eps is None and attack.strength(None) is None
     settings = attack.settings()
     assert settings["attack"] == "cw" and settings["norm"] == "l2" and settings["loss"] == "margin"
-    assert settings["steps"] == 10 and settings["binary_search_steps"] == 9
+    assert settings["steps"] == 10 and settings["binary_search_steps"] == 5
+    # no pretend budget: no eps unit, no clamp (the tanh box keeps images in [0, 1])
+    assert "eps_unit" not in settings and "clamp" not in settings
+
+
+def test_python_defaults_are_the_config_defaults():
+    """One set of CW defaults: attack/cw.yaml states exactly the Python API's."""
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    from advlab.config import CONF_DIR
+
+    node = OmegaConf.load(CONF_DIR / "attack" / "cw.yaml").cw
+    for function in (CarliniWagnerL2.__init__, cw):
+        defaults = {k: p.default for k, p in inspect.signature(function).parameters.items() if p.default is not p.empty}
+        assert {k: node[k] for k in defaults if k in node} == {k: v for k, v in defaults.items() if k in node}
+        assert set(defaults) - {"max_samples"} <= set(node)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from advlab.attacks import FGSM, PGD
-from advlab.diagnostics import add_warnings, attack_strength, format_warnings, masking_warnings
+from advlab.diagnostics import add_warnings, format_warnings, masking_warnings
 from advlab.lit.attack_eval import AttackEvaluation
 from advlab.run import run
 
@@ -75,9 +75,15 @@ def test_diagnostics_stay_quiet_on_a_normal_model(trained_cnn, test_batch, fgsm_
 
 
 def _block(kind: str, rows: list[tuple[float, float]], n: int = 1000, **settings) -> dict:
+    """An attack's results block as the evaluation writes it, from a real attack object: its
+    settings, and per row the strength it declares (no attack names involved)."""
+    attack = {"fgsm": FGSM, "pgd": PGD}[kind](eps=[eps for eps, _ in rows], **settings)
     return {
-        "settings": {"attack": kind, "eps_unit": "pixel", "targeted": False, "loss": "ce", "temperature": 1.0, **settings},
-        "rows": [{"eps": eps, "n": n, "top1_acc": acc, "zero_grad_share": 0.0} for eps, acc in rows],
+        "settings": attack.settings(),
+        "rows": [
+            {"eps": eps, "n": n, "top1_acc": acc, "zero_grad_share": 0.0, "strength": attack.strength(eps)}
+            for eps, acc in rows
+        ],
     }
 
 
@@ -108,9 +114,11 @@ def test_small_differences_and_short_pgd_are_not_flagged():
         },
     }
     assert [w for w in masking_warnings(evaluation) if w["check"] == "weaker_beats_stronger"] == []
-    assert attack_strength({"attack": "pgd", "steps": 5, "step_size": 0.01}, 0.3) is None
-    assert attack_strength({"attack": "pgd", "steps": 40, "step_size": None, "restarts": 5}, 0.3) == 200
-    assert attack_strength({"attack": "cw"}, 0.3) is None
+    with pytest.warns(UserWarning, match="cannot cross"):
+        assert PGD(eps=0.3, steps=5, step_size=0.01).strength(0.3) is None
+    assert PGD(eps=0.3, steps=40, step_size=None, restarts=5).strength(0.3) == 200
+    assert PGD(eps=0.3, steps=40, restarts=5, random_start=False).strength(0.3) == 40
+    assert FGSM(eps=0.3).strength(0.3) == 1
 
 
 def test_accuracy_that_rises_with_eps_is_flagged():

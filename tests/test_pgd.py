@@ -140,10 +140,10 @@ def test_no_side_effects(trained_cnn, batch):
 
 def test_zero_gradient_mask_is_recorded(trained_cnn, batch):
     x, y = batch
-    attack = PGD(eps=0.1, steps=1)
-    attack(trained_cnn, x, y)
-    assert attack.last_zero_grad is not None and attack.last_zero_grad.shape == (len(x),)
-    assert not attack.last_zero_grad.any()
+    (step,) = PGD(eps=0.1, steps=1).sweep(trained_cnn, x, y)
+    assert step.eps == 0.1 and step.success is None
+    assert step.zero_grad is not None and step.zero_grad.shape == (len(x),)
+    assert not step.zero_grad.any()
 
 
 @pytest.mark.parametrize(

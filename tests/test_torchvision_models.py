@@ -146,8 +146,8 @@ def test_attack_stays_fp32_under_bf16_autocast(image_batch):
         assert model(x).dtype == torch.bfloat16  # the evaluation forwards run in bf16
         steps = list(without_autocast(attack.sweep(model, x, y), "cpu"))
         in_bf16 = attack(model, x, y)  # evaluation.attack_autocast=true
-    assert [eps for eps, _ in steps] == [0.01, 0.02]
-    assert all(torch.equal(x_adv, ref) for (_, x_adv), ref in zip(steps, reference))
+    assert [step.eps for step in steps] == [0.01, 0.02]
+    assert all(torch.equal(step.x_adv, ref) for step, ref in zip(steps, reference))
     # under autocast the budget holds too; only the gradient's precision differs
     assert torch.allclose((in_bf16[1] - x).abs().amax(dim=(0, 2, 3)), (reference[1] - x).abs().amax(dim=(0, 2, 3)))
 

@@ -1,13 +1,27 @@
 """Attacks in plain PyTorch: ``x_adv = attack(model, x, y)`` on [0, 1] images.
 
-Each attack has a config-built class and a functional form. None of them mutates its input,
-leaves gradients on the model's parameters, or changes the model's train/eval mode.
+Each attack has a config-built class and a functional form, and follows the contract of
+:mod:`advlab.attacks.base` (a sweep of typed :class:`AttackStep` results). None of them mutates
+its input, leaves gradients on the model's parameters, or changes the model's train/eval mode.
 """
 
-from advlab.attacks.base import Attack
+from advlab.attacks.base import Attack, AttackStep, BoundedAttack
 from advlab.attacks.cw import CarliniWagnerL2, cw
 from advlab.attacks.fgsm import FGSM, fgsm
 from advlab.attacks.patch import PatchAttack, paste, paste_random
 from advlab.attacks.pgd import PGD, pgd
 
-__all__ = ["Attack", "CarliniWagnerL2", "FGSM", "PGD", "PatchAttack", "cw", "fgsm", "paste", "paste_random", "pgd"]
+__all__ = [
+    "Attack",
+    "AttackStep",
+    "BoundedAttack",
+    "CarliniWagnerL2",
+    "FGSM",
+    "PGD",
+    "PatchAttack",
+    "cw",
+    "fgsm",
+    "paste",
+    "paste_random",
+    "pgd",
+]

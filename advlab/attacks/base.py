@@ -1,56 +1,74 @@
-"""What every gradient attack shares: argument checks, eps units, the input gradient, and the
-guarantees (input never mutated, no gradients left on parameters, model mode restored)."""
+"""The attack contract, and what every gradient attack shares.
+
+Contract (what :class:`advlab.lit.attack_eval.AttackEvaluation` and the diagnostics rely on;
+nothing else, and never an attack's name):
+
+``attack.sweep(model, x, y)``
+    yields one :class:`AttackStep` per budget in :attr:`Attack.eps_values`, in that order.
+``attack.eps_values``
+    the budgets: a list of floats, or ``[None]`` for an attack without one (CW: the closest
+    adversarial it finds).
+``attack.strength(eps)``
+    gradient steps per image at that budget, or ``None`` when not comparable; the masking check
+    "a weaker attack beats a stronger one" compares attacks by it.
+``attack.norm`` (``"linf"`` / ``"l2"``), ``attack.targeted``, ``attack.max_samples``
+    the ball the budget is measured in, whether ``y`` holds target classes, and how many test
+    images the evaluation gives it (``None``: all).
+``attack.settings()``
+    what a results table must state about the attack (``attack``, ``norm``, its parameters).
+``attack(model, x, y)``
+    the adversarial images: one tensor for one budget, a list for a list.
+
+Every attack takes [0, 1] images (checked at the door, :mod:`advlab.attacks.checks`), never
+mutates them, leaves no gradient on the model's parameters and restores the model's modes.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from advlab.attacks.checks import as_eps_list, check_count, check_eps_unit, check_inputs, check_norm
 from advlab.attacks.losses import attack_loss, check_loss, check_temperature
 from advlab.errors import AdvlabError
 from advlab.models.normalize import input_std
 
-EPS_UNITS = ("pixel", "normalized")
+__all__ = [
+    "Attack",
+    "AttackStep",
+    "BoundedAttack",
+    "eval_mode",
+    "input_gradient",
+    "pixel_budget",
+    "require_gradients",
+    "zero_gradient_mask",
+]
 
 
-def as_eps_list(eps: float | Sequence[float]) -> tuple[list[float], bool]:
-    """``(values, was_scalar)``; every value must be a finite number ≥ 0."""
-    single = not isinstance(eps, Sequence) or isinstance(eps, str)
-    values = [eps] if single else list(eps)
-    if not values:
-        raise AdvlabError("eps list is empty: give at least one value, e.g. eps=[0.1]")
-    checked = []
-    for value in values:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise AdvlabError(f"eps must be a number, got {value!r}") from None
-        if not math.isfinite(number) or number < 0:
-            raise AdvlabError(f"eps must be >= 0, got {value}: use a non-negative budget such as eps=0.1")
-        checked.append(number)
-    return checked, single
+@dataclass(frozen=True)
+class AttackStep:
+    """One budget's result of a sweep.
 
+    Attributes:
+        eps: the budget (``None`` for an attack without one).
+        x_adv: the adversarial images, same shape as the input.
+        zero_grad: per image, True where the first input gradient was exactly zero (gradient
+            masking probe); ``None`` when the attack's objective cannot saturate.
+        success: per image, whether the attack reached its goal (attacks that decide this
+            themselves, e.g. CW with its confidence margin); ``None`` otherwise.
+        l2: per image, the L2 distance of the success (``inf`` where it failed), with ``success``.
+    """
 
-def check_count(value: int, what: str = "steps", example: int = 40) -> int:
-    """A positive whole number; ``what`` names the setting in the message, ``example`` a sensible value."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise AdvlabError(f"{what} must be an integer >= 1, got {value!r}: e.g. {what}={example}") from None
-    if number < 1 or number != value:
-        raise AdvlabError(f"{what} must be an integer >= 1, got {value!r}: e.g. {what}={example}")
-    return number
-
-
-def check_eps_unit(unit: str) -> str:
-    if unit not in EPS_UNITS:
-        raise AdvlabError(f"unknown eps_unit {unit!r}: use 'pixel' ([0, 1] images) or 'normalized'")
-    return unit
+    eps: float | None
+    x_adv: torch.Tensor
+    zero_grad: torch.Tensor | None = None
+    success: torch.Tensor | None = None
+    l2: torch.Tensor | None = None
 
 
 def pixel_budget(model: nn.Module, eps: float, unit: str, like: torch.Tensor) -> torch.Tensor | float:
@@ -119,15 +137,59 @@ def zero_gradient_mask(grad: torch.Tensor) -> torch.Tensor:
 
 
 class Attack:
-    """Base of config-built attacks: ``attack(model, x, y)`` returns adversarial images.
+    """Base of every attack (the contract is in this module's docstring).
 
-    Subclasses implement ``perturb(model, x, y, eps)`` for one budget. ``sweep`` yields
-    ``(eps, x_adv)`` for every configured eps; attacks that can share work across budgets
-    (FGSM: one gradient for all) override it. After each call ``last_zero_grad`` holds the
-    per-sample zero-gradient mask of the first gradient, for the masking diagnostics.
+    A subclass sets :attr:`name` and :attr:`norm` and implements :meth:`sweep`; one without a
+    budget keeps ``eps_values == [None]``. :meth:`__call__` checks the inputs and collects the
+    sweep's images.
+
+    Args:
+        targeted: ``y`` holds target classes instead of true labels.
+        max_samples: evaluate this attack on the first N test images only (``None``: all).
     """
 
     name = "attack"
+    norm = "linf"
+
+    def __init__(self, targeted: bool = False, max_samples: int | None = None):
+        self.targeted = bool(targeted)
+        # evaluate on the first N test images only (a compute budget); the result rows state n
+        self.max_samples = None if max_samples is None else check_count(max_samples, "max_samples", 1000)
+        self.eps_values: list[float] | list[None] = [None]
+        self._single = True
+
+    @property
+    def eps(self) -> float | list[float] | None:
+        return self.eps_values[0] if self._single else list(self.eps_values)  # type: ignore[arg-type]
+
+    def sweep(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[AttackStep]:
+        raise NotImplementedError
+
+    def strength(self, eps: float | None) -> int | None:
+        """Gradient steps per image at ``eps``; ``None``: not comparable with other attacks."""
+        return None
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """One tensor for a single eps, a list (in eps order) for a list of eps."""
+        check_inputs(model, x, y)
+        outputs = [step.x_adv for step in self.sweep(model, x, y)]
+        return outputs[0] if self._single else outputs
+
+    def settings(self) -> dict[str, Any]:
+        """What a results table must state about this attack."""
+        return {"attack": self.name, "norm": self.norm, "targeted": self.targeted, "max_samples": self.max_samples}
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in {"eps": self.eps, **self.settings()}.items() if k != "attack")
+        return f"{type(self).__name__}({fields})"
+
+
+class BoundedAttack(Attack):
+    """A gradient attack within an eps-ball: eps list and unit, clipping, loss, temperature.
+
+    Subclasses implement ``perturb(model, x, y, eps)`` for one budget (the default
+    :meth:`sweep` calls it per eps) or override :meth:`sweep` to share work across budgets.
+    """
 
     def __init__(
         self,
@@ -138,37 +200,27 @@ class Attack:
         loss: str = "ce",
         temperature: float = 1.0,
         max_samples: int | None = None,
+        norm: str | None = None,
     ):
-        self.eps_values, self._single = as_eps_list(eps)
+        super().__init__(targeted, max_samples)
+        self.norm = check_norm(norm or self.norm)
         self.eps_unit = check_eps_unit(eps_unit)
+        self.eps_values, self._single = as_eps_list(eps, self.norm, self.eps_unit)
         self.clamp = bool(clamp)
-        self.targeted = bool(targeted)
         self.loss = check_loss(loss)
         self.temperature = check_temperature(temperature)
-        # evaluate on the first N test images only (a compute budget); the result rows state n
-        self.max_samples = None if max_samples is None else check_count(max_samples, "max_samples", 1000)
-        self.last_zero_grad: torch.Tensor | None = None
 
-    @property
-    def eps(self) -> float | list[float]:
-        return self.eps_values[0] if self._single else list(self.eps_values)
-
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> AttackStep:
         raise NotImplementedError
 
-    def sweep(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[tuple[float, torch.Tensor]]:
+    def sweep(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[AttackStep]:
         for eps in self.eps_values:
-            yield eps, self.perturb(model, x, y, eps)
-
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        """One tensor for a single eps, a list (in eps order) for a list of eps."""
-        outputs = [x_adv for _, x_adv in self.sweep(model, x, y)]
-        return outputs[0] if self._single else outputs
+            yield self.perturb(model, x, y, eps)  # type: ignore[arg-type]
 
     def settings(self) -> dict[str, Any]:
-        """What a results table must state about this attack (units, loss, temperature, …)."""
         return {
             "attack": self.name,
+            "norm": self.norm,
             "eps_unit": self.eps_unit,
             "clamp": self.clamp,
             "targeted": self.targeted,
@@ -176,7 +228,3 @@ class Attack:
             "temperature": self.temperature,
             "max_samples": self.max_samples,
         }
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v!r}" for k, v in {"eps": self.eps, **self.settings()}.items() if k != "attack")
-        return f"{type(self).__name__}({fields})"

@@ -11,10 +11,10 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, input_gradient, pixel_budget, zero_gradient_mask
+from advlab.attacks.base import AttackStep, BoundedAttack, input_gradient, pixel_budget, zero_gradient_mask
 
 
-class FGSM(Attack):
+class FGSM(BoundedAttack):
     """Config-built FGSM: ``FGSM(eps=[0, 0.1, 0.3])(model, x, y)``.
 
     Args:
@@ -29,17 +29,17 @@ class FGSM(Attack):
 
     name = "fgsm"
 
-    def sweep(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[tuple[float, torch.Tensor]]:
+    def sweep(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[AttackStep]:
         grad, _ = input_gradient(model, x, y, self.loss, self.temperature, self.targeted)
-        self.last_zero_grad = zero_gradient_mask(grad)
+        zero_grad = zero_gradient_mask(grad)
         direction = grad.sign()
         x = x.detach()
         for eps in self.eps_values:
             x_adv = x + pixel_budget(model, eps, self.eps_unit, x) * direction
-            yield eps, (x_adv.clamp(0.0, 1.0) if self.clamp else x_adv)
+            yield AttackStep(eps, x_adv.clamp(0.0, 1.0) if self.clamp else x_adv, zero_grad=zero_grad)
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
-        return FGSM(eps, self.eps_unit, self.clamp, self.targeted, self.loss, self.temperature)(model, x, y)
+    def strength(self, eps: float | None) -> int | None:
+        return 1
 
 
 def fgsm(

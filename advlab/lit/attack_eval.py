@@ -8,7 +8,7 @@ under DDP.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import lightning as L
@@ -20,7 +20,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.aggregation import CatMetric, MaxMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from advlab.attacks.base import Attack
+from advlab.attacks.base import Attack, AttackStep
 from advlab.errors import AdvlabError
 from advlab.lit.precision import to_channels_last, without_autocast
 
@@ -92,10 +92,14 @@ class AttackEvaluation(L.LightningModule):
     seeded random class other than the true one). Their ``target_rate`` is the share of
     images classified as the target.
 
-    An attack with a ``max_samples`` attribute is run on the first that many test images only
-    (its rows' ``n`` says how many; under DDP, on the first that many of each process's share). An attack that sets ``last_success`` and ``last_l2`` after
-    each call (CW) also gets ``success_rate`` (among the images classified correctly when clean)
-    and the median and mean L2 of its successes; attacks in the L2 norm get ``max_l2``.
+    Attacks follow the contract of :mod:`advlab.attacks.base`: each sweep yields typed
+    :class:`~advlab.attacks.base.AttackStep` results, and this module reads only those and the
+    attack's declared ``eps_values``, ``norm``, ``targeted``, ``max_samples`` and ``strength``.
+    An attack with ``max_samples`` runs on the first that many test images only (its rows' ``n``
+    says how many; under DDP, on the first that many of each process's share). Steps that carry
+    ``success`` and ``l2`` (CW) also give ``success_rate`` (among the images classified correctly
+    when clean) and the median and mean L2 of the successes; L2 attacks get ``max_l2``; every
+    row states the attack's ``strength`` (gradient steps per image, for the masking checks).
     """
 
     def __init__(
@@ -195,21 +199,21 @@ class AttackEvaluation(L.LightningModule):
                 continue
             xs, ys, correct = x[:count], labels[:count], clean_correct[:count]
             goal = self._targets(labels, batch_idx)[:count] if attack.targeted else ys
-            l2_norm = attack.settings().get("norm") == "l2"
-            steps = attack.sweep(self.model, xs, goal)
-            steps = steps if self.attack_autocast else without_autocast(steps, x.device.type)
-            for index, (eps, x_adv) in enumerate(steps):
+            sweep = attack.sweep(self.model, xs, goal)
+            steps: Iterator[AttackStep] = sweep if self.attack_autocast else without_autocast(sweep, x.device.type)
+            for index, step in enumerate(steps):
+                eps, x_adv = step.eps, step.x_adv
                 cell = self.cells[self._key(name, index)]
                 adv_logits = self.model(x_adv)
                 cell.update(adv_logits, ys)
                 cell.max_linf.update((x_adv - xs).abs().amax())
-                if l2_norm:
+                if attack.norm == "l2":
                     cell.max_l2.update((x_adv - xs).flatten(1).norm(dim=1).amax())
                     cell.updated.add("l2")
-                if getattr(attack, "last_success", None) is not None:
-                    cell.update_success(attack.last_success, attack.last_l2, correct)
-                if attack.last_zero_grad is not None:
-                    cell.zero_grad_count.update(attack.last_zero_grad.float().sum())
+                if step.success is not None and step.l2 is not None:
+                    cell.update_success(step.success, step.l2, correct)
+                if step.zero_grad is not None:
+                    cell.zero_grad_count.update(step.zero_grad.float().sum())
                     cell.updated.add("zero_grad")
                 if attack.targeted:
                     cell.targeted_hits.update((adv_logits.argmax(1) == goal).float().sum())
@@ -233,12 +237,13 @@ class AttackEvaluation(L.LightningModule):
         return count
 
     def on_test_epoch_end(self) -> None:
-        results: dict[str, Any] = {"clean": self.clean.compute(), "attacks": {}}
+        results: dict[str, Any] = {"clean": self.clean.compute(), "num_classes": self.num_classes, "attacks": {}}
         for name, attack in self.attacks.items():
             rows = []
             for index, eps in enumerate(attack.eps_values):
                 cell = self.cells[self._key(name, index)]
                 row = {"eps": eps, **cell.compute(), "max_linf": float(cell.max_linf.compute())}
+                row["strength"] = attack.strength(eps)
                 n = row["n"] or 1
                 row["zero_grad_share"] = (
                     float(cell.zero_grad_count.compute()) / n if "zero_grad" in cell.updated else None
