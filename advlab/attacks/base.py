@@ -62,6 +62,9 @@ class AttackStep:
         success: per image, whether the attack reached its goal (attacks that decide this
             themselves, e.g. CW with its confidence margin); ``None`` otherwise.
         l2: per image, the L2 distance of the success (``inf`` where it failed), with ``success``.
+        logits: the model's logits at ``x_adv`` (eval mode) when the attack computed them anyway
+            (FGSM at eps 0: its gradient's forward), so the evaluator skips that forward;
+            ``None`` otherwise.
     """
 
     eps: float | None
@@ -69,6 +72,7 @@ class AttackStep:
     zero_grad: torch.Tensor | None = None
     success: torch.Tensor | None = None
     l2: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
 
 
 def pixel_budget(model: nn.Module, eps: float, unit: str, like: torch.Tensor) -> torch.Tensor | float:
@@ -122,7 +126,7 @@ def input_gradient(
     ``.grad`` stay as they were and no weight gradient is computed.
     """
     require_gradients()
-    x_var = x.detach().clone().requires_grad_(True)
+    x_var = x.detach().requires_grad_(True)  # a new leaf on x's storage: no copy, x is never written
     with torch.enable_grad(), eval_mode(model):
         logits = model(x_var)
         objective = attack_loss(logits, y, loss, temperature, targeted).sum()

@@ -1,7 +1,9 @@
 """Fast Gradient Sign Method (Goodfellow et al., 2015).
 
 ``x_adv = x + eps · sign(∇x loss)``, then clamped to [0, 1] unless ``clamp=False``. The gradient
-does not depend on eps, so a list of budgets costs one forward and one backward pass.
+does not depend on eps, so a list of budgets costs one forward and one backward pass; where a
+budget leaves the image as it is (eps 0), the gradient's forward already gave its logits and the
+step carries them, so the evaluator does not run that forward again.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ class FGSM(BoundedAttack):
     name = "fgsm"
 
     def sweep(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[AttackStep]:
-        grad, _ = input_gradient(model, x, y, self.loss, self.temperature, self.targeted)
+        grad, logits = input_gradient(model, x, y, self.loss, self.temperature, self.targeted)
         zero_grad = zero_gradient_mask(grad)
         direction = grad.sign()
         x = x.detach()
         for eps in self.eps_values:
             x_adv = x + pixel_budget(model, eps, self.eps_unit, x) * direction
-            yield AttackStep(eps, x_adv.clamp(0.0, 1.0) if self.clamp else x_adv, zero_grad=zero_grad)
+            x_adv = x_adv.clamp_(0.0, 1.0) if self.clamp else x_adv  # x_adv is a fresh tensor: clamp in place
+            unchanged = eps == 0 and torch.equal(x_adv, x)
+            yield AttackStep(eps, x_adv, zero_grad=zero_grad, logits=logits if unchanged else None)
 
     def strength(self, eps: float | None) -> int | None:
         return 1
