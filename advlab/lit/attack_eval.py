@@ -22,7 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from advlab.attacks.base import Attack, AttackStep
 from advlab.errors import AdvlabError
-from advlab.lit.precision import to_channels_last, without_autocast
+from advlab.lit.precision import FirstCallTimer, compile_model, to_channels_last, without_autocast
 
 
 def _accuracy_metrics(num_classes: int) -> MetricCollection:
@@ -113,6 +113,7 @@ class AttackEvaluation(L.LightningModule):
         datamodule: L.LightningDataModule | None = None,
         channels_last: bool = False,
         attack_autocast: bool = False,
+        compile: bool = False,
     ):
         super().__init__()
         # speed knobs (advlab.lit.precision): channels_last layout; attacks in fp32 unless
@@ -120,6 +121,9 @@ class AttackEvaluation(L.LightningModule):
         self.channels_last = bool(channels_last)
         self.attack_autocast = bool(attack_autocast)
         self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model
+        # torch.compile for long attacks; the first batches' times go to the log (compile cost)
+        self.compile_timer = FirstCallTimer("torch.compile") if compile else None
+        self.model = compile_model(self.model) if compile else self.model
         self.source = datamodule
         self.attacks = dict(attacks)
         self.num_classes = int(num_classes)
@@ -176,6 +180,14 @@ class AttackEvaluation(L.LightningModule):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + batch_idx)
         shift = torch.randint(1, self.num_classes, labels.shape, generator=generator).to(labels.device)
         return (labels + shift) % self.num_classes
+
+    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self.compile_timer is not None:
+            self.compile_timer.start()
+
+    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self.compile_timer is not None:
+            self.compile_timer.stop()
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         x, labels = batch

@@ -70,6 +70,7 @@ def evaluate_models(
             datamodule=datamodule,
             channels_last=evaluation.get("channels_last", False),
             attack_autocast=evaluation.get("attack_autocast", False),
+            compile=evaluation.get("compile", False),
         )
         # inference_mode=False: Lightning's default would forbid the attacks' input gradients.
         # The module splits the test set across processes itself, without padding duplicates.
