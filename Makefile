@@ -2,6 +2,10 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
+# A package index to take torch and torchvision from before the rest (docs/install.md), e.g. the
+# CPU-only build: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# Empty (the default): pip's own choice, which on Linux is the CUDA build.
+TORCH_INDEX ?=
 # Use the shared MNIST copy beside the checkout when there is one (offline machines, CI).
 ifneq ($(wildcard ../shared/datasets/MNIST/raw),)
 export ADVLAB_DATA_DIR ?= $(abspath ../shared/datasets)
@@ -14,6 +18,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install torch torchvision --index-url '$(TORCH_INDEX)')
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $@
 

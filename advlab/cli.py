@@ -1,13 +1,21 @@
 """The ``advlab`` command: a thin ``@hydra.main`` over :func:`advlab.run.run`.
 
-A job that fails with an :class:`AdvlabError` prints its one line and is recorded as failed in
-its ``results.json``; in a ``-m`` sweep the other jobs go on. The command exits with status 2
-if any job failed on bad input, 1 if any failed on an unexpected error.
+Exit status: 0 when every job completed; 2 if a job failed on bad input (its one line is
+printed); 1 if a job failed on an unexpected error (a traceback); 143 when SIGTERM ended the
+command. In a ``-m`` sweep a failed job does not stop the others, but SIGTERM stops the whole
+sweep, and the command lists which jobs finished. Every job records how it ended in its
+``results.json`` (:mod:`advlab.job_folder`).
+
+SIGTERM: Lightning's trainer only sets a flag on it and then ends the loop with
+``SIGTERMException``, a ``SystemExit`` whose status is 0 (and a one-batch evaluation never
+checks the flag). advlab installs its own handler for the whole command, which raises
+:class:`JobTerminated` wherever the job is; Lightning's trainer calls it after its own handler.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import traceback
 import warnings
@@ -18,13 +26,15 @@ import lightning  # noqa: F401  (imported before Hydra configures logging, so th
 from omegaconf import DictConfig
 
 from advlab.config import CONF_DIR
-from advlab.errors import AdvlabError
+from advlab.errors import AdvlabError, JobTerminated, one_line
 
 log = logging.getLogger("advlab")
 # advlab's launcher configs (conf/hydra/launcher/) are complete files named like the plugins'
 # schemas, which Hydra then validates them against, with a deprecation notice on every launch.
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema")
 _exit_status = 0
+_jobs: list[dict[str, Any]] = []  # the jobs of this command as they end: number, overrides, folder, status
+_terminating = False
 
 
 class DropLightningTips(logging.Filter):
@@ -41,24 +51,63 @@ def _is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def run_job(cfg: DictConfig) -> Any:
-    """Run one job; never let one job's failure end a sweep."""
-    global _exit_status
-    from advlab.run import run, write_failure
+def _job_record(cfg: DictConfig) -> dict[str, Any]:
+    from hydra.core.hydra_config import HydraConfig
 
+    from advlab.run import job_overrides
+
+    number = HydraConfig.get().job.num if _is_multirun() else None
+    return {"num": number, "overrides": job_overrides(), "folder": str(cfg.paths.get("output_dir", "?")), "status": "running"}
+
+
+def run_job(cfg: DictConfig) -> Any:
+    """Run one job; never let one job's failure end a sweep (SIGTERM does: it ends the command)."""
+    global _exit_status
+    from advlab.run import run
+
+    record = _job_record(cfg)
+    _jobs.append(record)
     try:
-        return run(cfg)
+        result = run(cfg)
+        record["status"] = "completed"
+        return result
+    except JobTerminated:
+        record["status"] = "terminated"
+        raise
     except AdvlabError as error:
-        write_failure(cfg, error)
-        print(f"advlab: error: {error}", file=sys.stderr)
+        record["status"] = "failed"
+        print(one_line(error), file=sys.stderr)
         _exit_status = max(_exit_status, 2)
-    except Exception as error:
-        write_failure(cfg, error)
+    except Exception:
+        record["status"] = "failed"
         if not _is_multirun():
             raise
         log.error("job failed:\n%s", traceback.format_exc())
         _exit_status = max(_exit_status, 1)
     return None
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    global _terminating
+    if _terminating:  # a second SIGTERM must not interrupt the recording of the first
+        return
+    _terminating = True
+    raise JobTerminated()
+
+
+def terminated_summary(jobs: list[dict[str, Any]], multirun: bool) -> str:
+    """What the command prints when SIGTERM ended it: for a sweep, every started job with its
+    status and the overrides that set it apart from the others."""
+    if not multirun:
+        folder = jobs[-1]["folder"] if jobs else None
+        return "advlab: terminated by SIGTERM" + (f"; {folder}/results.json records status: terminated" if folder else " before the job started")
+    common = set.intersection(*(set(job["overrides"]) for job in jobs)) if len(jobs) > 1 else set()
+    done = sum(job["status"] == "completed" for job in jobs)
+    lines = [f"advlab: sweep terminated by SIGTERM: {done} of {len(jobs)} started job(s) completed; the jobs after job {jobs[-1]['num']} did not run"]
+    for job in jobs:
+        own = " ".join(o for o in job["overrides"] if o not in common)
+        lines.append(f"  job {job['num']}: {job['status']:<10} {own}  ({job['folder']})")
+    return "\n".join(lines)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -67,7 +116,12 @@ def _hydra_main(cfg: DictConfig) -> Any:
 
 
 def main() -> None:
-    _hydra_main()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        _hydra_main()
+    except JobTerminated:
+        print(terminated_summary(_jobs, multirun=any(job["num"] is not None for job in _jobs)), file=sys.stderr)
+        sys.exit(JobTerminated.exit_status)
     if _exit_status:
         sys.exit(_exit_status)
 

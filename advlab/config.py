@@ -1,9 +1,11 @@
-"""Config helpers: the project-root resolver, the conf folder, and instantiate() that keeps
-advlab's one-line errors (Hydra would wrap them in a multi-line InstantiationException)."""
+"""Config helpers: the project-root and job-stamp resolvers, the conf folder, and instantiate()
+that keeps advlab's one-line errors (Hydra would wrap them in a multi-line InstantiationException)."""
 
 from __future__ import annotations
 
 import os
+import secrets
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,19 @@ def project_root() -> str:
     return os.getcwd()
 
 
+def job_stamp() -> str:
+    """A job folder's name: local time to the microsecond plus 6 random hex digits, e.g.
+    ``2026-12-04_21-20-30.123456-3fa9c1``. Jobs started in the same second (a sweep array on a
+    cluster, two terminals) get different folders; the name still sorts by start time."""
+    return f"{datetime.now():%Y-%m-%d_%H-%M-%S.%f}-{secrets.token_hex(3)}"
+
+
 if not OmegaConf.has_resolver("advlab_root"):
     OmegaConf.register_new_resolver("advlab_root", project_root)
+# Cached like Hydra's ${now:}: one value per composed config, which Hydra copies into every job
+# of a sweep, so the sweep folder and the wandb group name agree.
+if not OmegaConf.has_resolver("advlab_stamp"):
+    OmegaConf.register_new_resolver("advlab_stamp", job_stamp, use_cache=True)
 
 
 def instantiate(node: Any, **kwargs: Any) -> Any:

@@ -15,3 +15,23 @@ def check(condition: bool, message: str) -> None:
     """Raise :class:`AdvlabError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise AdvlabError(message)
+
+
+class FolderInUse(AdvlabError):
+    """The job's output folder already holds results (or another job claimed it first). Nothing
+    is written into such a folder, not even a failure record."""
+
+
+class JobTerminated(BaseException):
+    """The job received SIGTERM (SLURM preemption, ``timeout``, CI cancel).
+
+    A ``BaseException``, like ``KeyboardInterrupt``: the ``except Exception`` blocks that keep a
+    sweep going after one job's error must not swallow it, so the whole sweep stops.
+    """
+
+    exit_status = 143  # 128 + SIGTERM, what a shell reports for a process killed by it
+
+
+def one_line(error: BaseException) -> str:
+    """How the command line shows an :class:`AdvlabError`."""
+    return f"advlab: error: {error}"

@@ -1,7 +1,9 @@
 """Atomic file writes: an interrupted job leaves either the complete file or the old one.
 
 Each writer fills a temporary file in the destination folder and renames it over the
-target (``os.replace`` is atomic on POSIX and Windows when both are on one file system).
+target (``os.replace`` is atomic on POSIX and Windows when both are on one file system). The
+file gets the permissions a plain ``open()`` would give it (0666 less the umask), not the 0600 of
+``mkstemp``: results in a shared group folder stay readable by the group.
 """
 
 from __future__ import annotations
@@ -12,25 +14,48 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (``os.umask`` can only
+    be read by setting it, which races with other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def _temporary_beside(target: Path) -> Iterator[Path]:
+    """A fresh temporary file in ``target``'s folder with the umask's permissions, removed at the
+    end if still there."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~current_umask())
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
+    with _temporary_beside(target) as tmp:
+        yield tmp
         os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -56,6 +81,26 @@ def _jsonable(value: Any) -> Any:
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     return write_text(path, json.dumps(_jsonable(data), indent=2) + "\n")
+
+
+def create_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write ``path`` only if it does not exist yet: of several processes creating the same file
+    at once exactly one succeeds, the others get ``FileExistsError``. The complete file is
+    hard-linked into place (``os.link`` never replaces a target), so nobody sees it half written."""
+    target = Path(path)
+    text = json.dumps(_jsonable(data), indent=2) + "\n"
+    with _temporary_beside(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        try:
+            os.link(tmp, target)
+            return target
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: exclusive create, then fill
+            pass
+    with open(target, "x", encoding="utf-8") as out:
+        out.write(text)
+    return target
 
 
 def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> Path:

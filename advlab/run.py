@@ -1,10 +1,13 @@
 """``run(cfg)``: one advlab job from a composed config, callable from tests and notebooks.
 
-Order of work: check the attacks (a bad eps fails before any training), build the data,
-prepare the models the defense asks for, evaluate them clean and under attack, then write
-``results.json``, ``results.csv``, ``results.md`` and the figures into ``paths.output_dir``.
-Experiment tracking wraps the whole job (:func:`advlab.tracking.track_job`): one wandb run per
-job, and the results logged to every configured logger once they are written.
+Order of work: claim ``paths.output_dir`` (:mod:`advlab.job_folder`: ``results.json`` says
+``running``), check the attacks and the settings (:mod:`advlab.pipeline.preflight`: bad input
+fails before any training), build the data, prepare the models the defense asks for, evaluate
+them clean and under attack, print the table, then write ``results.csv``, ``results.md``, the
+figures and last ``results.json`` with ``status: completed``. A job that stops early records
+``failed``, ``terminated`` (SIGTERM) or ``interrupted`` there instead.
+Experiment tracking wraps the training and evaluation (:func:`advlab.tracking.track_job`): one
+wandb run per job, and the results logged to every configured logger once they are written.
 """
 
 from __future__ import annotations
@@ -23,10 +26,14 @@ from omegaconf import DictConfig
 from advlab.config import instantiate
 from advlab.diagnostics import add_warnings, format_warnings, thresholds
 from advlab.io import write_csv, write_json, write_text
+from advlab.job_folder import claim, finish
 from advlab.pipeline.defended import prepare_models
-from advlab.pipeline.evaluate import build_attacks, evaluate_models, preflight
-from advlab.plots import plot_accuracy_vs_eps, plot_examples
-from advlab.tables import accuracy_table, result_rows
+from advlab.pipeline.evaluate import build_attacks, evaluate_models
+from advlab.pipeline.per_image import PerImage, predict_per_image
+from advlab.pipeline.preflight import check_seed, preflight
+from advlab.reports.jobs import result_rows
+from advlab.reports.plots import plot_accuracy_vs_eps, plot_examples
+from advlab.reports.tables import accuracy_table
 from advlab.tracking import track_job
 
 log = logging.getLogger(__name__)
@@ -64,17 +71,33 @@ def code_version() -> str | None:
         return None
 
 
-@track_job
 def run(cfg: DictConfig) -> dict[str, Any]:
+    """One job from a composed config; returns what ``results.json`` holds."""
+    about = {"task_name": cfg.get("task_name"), "overrides": job_overrides()}
+    out_dir = claim(cfg.paths.output_dir, cfg.get("overwrite", False), about)
+    try:
+        results = _checked_run(cfg, out_dir)
+    except BaseException as error:  # SIGTERM and Ctrl-C too: the folder must say how the job ended
+        finish(out_dir, error, about)
+        raise
+    finish(out_dir)
+    return results
+
+
+def _checked_run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     started = time.time()
     version = code_version()
-    out_dir = Path(cfg.paths.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.get("seed", 0), workers=True, verbose=False)
-
+    L.seed_everything(check_seed(cfg.get("seed", 0)), workers=True, verbose=False)
     attacks = build_attacks(cfg)
     datamodule = instantiate(cfg.data)
     preflight(cfg, attacks, datamodule)
+    return _tracked_run(cfg, out_dir, attacks, datamodule, started, version)
+
+
+@track_job
+def _tracked_run(
+    cfg: DictConfig, out_dir: Path, attacks: dict[str, Any], datamodule: Any, started: float, version: str | None
+) -> dict[str, Any]:
     models, training = prepare_models(cfg, datamodule)
     evaluation, examples, is_global_zero = evaluate_models(cfg, models, attacks, datamodule)
 
@@ -97,13 +120,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     add_warnings(results, thresholds((cfg.get("evaluation") or {}).get("diagnostics")))  # gradient-masking checks (advlab/diagnostics.py)
     if not is_global_zero:  # under DDP only rank 0 writes
         return results
-    results["files"] = write_outputs(out_dir, results, examples, getattr(datamodule, "class_names", None))
-    results["files"].update(write_reports(cfg, models, results, datamodule))
-    results["elapsed_s"] = round(time.time() - started, 1)
-    write_json(out_dir / "results.json", results)
+    architectures = {label: entry["architecture"] for label, entry in results["models"].items()}
+    per_image = predict_per_image(cfg, models, datamodule, architectures)  # evaluation.per_image, if set
+    for label, found in per_image.items():
+        results["models"][label]["per_image"] = found.rows
+    # The numbers first: a figure that fails to draw must not hide them.
     print(f"\n{accuracy_table(result_rows(results))}\n")
     if results["warnings"]:
         print(f"{format_warnings(results['warnings'])}\n")
+    results["files"] = write_outputs(out_dir, results, examples, getattr(datamodule, "class_names", None))
+    results["files"].update(write_reports(cfg, results, per_image))
+    results["elapsed_s"] = round(time.time() - started, 1)
+    write_json(out_dir / "results.json", results)  # last: "completed" means every file above is there
     for name, path in results["files"].items():
         print(f"{name}: {path}")
     return results
@@ -133,28 +161,14 @@ def write_outputs(out_dir: Path, results: dict[str, Any], examples: dict[str, An
     return {k: str(v) for k, v in files.items()}
 
 
-def write_reports(cfg: DictConfig, models: dict[str, Any], results: dict[str, Any], datamodule: Any) -> dict[str, str]:
-    """Run the extra reports chosen in ``cfg.reports``: each entry is a ``_partial_`` target
-    called as ``report(cfg=…, models=…, results=…, datamodule=…)`` that returns ``{what: path}``."""
+def write_reports(cfg: DictConfig, results: dict[str, Any], per_image: dict[str, PerImage]) -> dict[str, str]:
+    """Write the extras chosen with ``reports=…`` (advlab/conf/reports/): each entry is a
+    ``_partial_`` target of :mod:`advlab.reports.extras`, called as ``report(results=…,
+    out_dir=…, per_image=…)``, that formats what the evaluation measured and returns ``{what: path}``."""
     files: dict[str, str] = {}
+    images = {label: found.images for label, found in per_image.items()}
     for node in (cfg.get("reports") or {}).values():
         if node is not None:
-            files.update({k: str(v) for k, v in instantiate(node)(cfg=cfg, models=models, results=results, datamodule=datamodule).items()})
+            written = instantiate(node)(results=results, out_dir=Path(cfg.paths.output_dir), per_image=images)
+            files.update({k: str(v) for k, v in written.items()})
     return files
-
-
-def write_failure(cfg: DictConfig, error: BaseException) -> Path | None:
-    """Record a failed job as ``results.json`` with ``status: failed`` so sweep reports list it."""
-    try:
-        out_dir = Path(cfg.paths.output_dir)
-    except Exception:  # the output folder itself may be what is misconfigured
-        return None
-    return write_json(
-        out_dir / "results.json",
-        {
-            "status": "failed",
-            "task_name": cfg.get("task_name"),
-            "overrides": job_overrides(),
-            "error": f"{type(error).__name__}: {error}",
-        },
-    )

@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from advlab.config import instantiate
 from advlab.errors import AdvlabError
-from advlab.tables import result_rows
+from advlab.reports.jobs import result_rows
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from advlab.attacks import PGD  # noqa: E402
 from advlab.io import write_text  # noqa: E402
 from advlab.lit.precision import attack_precision, compile_model  # noqa: E402
 from advlab.run import machine  # noqa: E402
-from advlab.tables import format_table  # noqa: E402
+from advlab.reports.tables import format_table  # noqa: E402
 
 PATHS = ("bf16", "bf16-cl", "packed", "compile")
 

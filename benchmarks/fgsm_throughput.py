@@ -38,7 +38,7 @@ from timing import load_note, seconds_per_call  # noqa: E402
 from advlab.attacks import FGSM  # noqa: E402
 from advlab.io import write_text  # noqa: E402
 from advlab.models import create_model  # noqa: E402
-from advlab.tables import format_table  # noqa: E402
+from advlab.reports.tables import format_table  # noqa: E402
 from advlab.run import machine  # noqa: E402
 
 MODES = ("fp32", "bf16-cl")

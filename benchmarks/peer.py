@@ -52,7 +52,7 @@ from advlab.attacks import FGSM, PGD, CarliniWagnerL2  # noqa: E402
 from advlab.io import write_text  # noqa: E402
 from advlab.models import MnistCNN, create_model  # noqa: E402
 from advlab.run import machine  # noqa: E402
-from advlab.tables import format_table  # noqa: E402
+from advlab.reports.tables import format_table  # noqa: E402
 
 PAPER_EPS = [0.0, 0.007, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3]
 ATTACKS = ("fgsm-sweep", "fgsm-sweep-plain", "pgd-linf", "pgd-l2", "cw-l2")

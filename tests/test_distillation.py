@@ -141,8 +141,7 @@ def test_composed_distillation_run_on_a_few_batches(make_cfg):
     cfg = make_cfg(
         *QUICK_DISTILLATION,
         "attack.fgsm.eps=[0.0,0.3]",
-        "+reports.comparison._target_=advlab.summaries.comparison_report",
-        "+reports.comparison._partial_=true",
+        "reports=[comparison]",
     )
     results = run(cfg)
     out = Path(cfg.paths.output_dir)
@@ -158,7 +157,7 @@ def test_composed_distillation_run_on_a_few_batches(make_cfg):
         assert (out / name).stat().st_size > 0, name
     assert "warnings" in on_disk and isinstance(on_disk["warnings"], list)
     comparison = (out / "comparison.md").read_text()
-    assert "undefended top1 acc %" in comparison and "distilled top1 acc %" in comparison
+    assert "undefended top-1 acc %" in comparison and "distilled top-1 acc %" in comparison
     rows = models["distilled"]["evaluation"]["attacks"]["fgsm"]["rows"]
     assert [r["eps"] for r in rows] == [0.0, 0.3] and rows[0]["n"] == 200
     assert results["models"]["distilled"]["evaluation"] == models["distilled"]["evaluation"]

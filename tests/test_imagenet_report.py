@@ -1,5 +1,5 @@
-"""The per-image top-5 report (Tables II–III, Figs 1–2) and the paper's ImageNet experiment run
-end to end on a synthetic folder with randomly initialised weights."""
+"""The per-image top-5 step and its report (Tables II–III, Figs 1–2) and the paper's ImageNet
+experiment run end to end on a synthetic folder with randomly initialised weights."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from torch import nn
 from advlab.config import CONF_DIR
 from advlab.errors import AdvlabError
 from advlab.models import NormalizedClassifier
-from advlab.per_image import top5_report
+from advlab.pipeline.per_image import predict_per_image
+from advlab.reports.extras import top5_report
 from advlab.run import run
-from test_imagenet_data import make_folder, module
+from helpers import make_folder, module
 
 
 def experiment_cfg(tmp_path: Path, data_dir: Path, *overrides: str):
@@ -52,16 +53,28 @@ class TinyNet(nn.Module):
         return self.head(self.features(x))
 
 
+def top5(cfg, model, dm):
+    """The evaluation step, then the report on its rows and images, as advlab.run does."""
+    found = predict_per_image(cfg, {"undefended": model}, dm, {"undefended": "tiny"})
+    results = {"models": {"undefended": {"architecture": "tiny", "per_image": found["undefended"].rows}}}
+    images = {label: output.images for label, output in found.items()}
+    return top5_report(results=results, out_dir=Path(cfg.paths.output_dir), per_image=images)
+
+
 def test_top5_report_writes_tables_and_figures(tmp_path):
     data_dir = make_folder(tmp_path / "data", [5, 1, 3, 0, 4, 2], per_class=5, size=64, label_list=True)
     cfg = experiment_cfg(tmp_path, data_dir)
     dm = module(data_dir)
     torch.manual_seed(0)
     model = NormalizedClassifier(TinyNet(), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)).eval()
-    results = {"models": {"undefended": {"architecture": "tiny"}}}
-    files = top5_report(cfg=cfg, models={"undefended": model}, results=results, datamodule=dm, indices=[7, 16, 20, 27], attack="fgsm", eps=0.02)
+    files = top5(cfg, model, dm)
 
-    assert set(files) == {"top5_clean_undefended", "top5_fgsm_eps0.02_undefended", "top5_table_undefended", "top5_csv_undefended"}
+    assert set(files) == {
+        "top5_clean_undefended",
+        "top5_fgsm_eps0.02_undefended",
+        "top5_table_undefended",
+        "top5_csv_undefended",
+    }
     with open(files["top5_csv_undefended"]) as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4 * 2 * 5  # images × (clean, attacked) × top-5
@@ -83,16 +96,20 @@ def test_top5_report_writes_tables_and_figures(tmp_path):
         assert picture.shape[0] > 300 and picture.std() > 0
 
     with pytest.raises(AdvlabError, match="index 30 is out of range: the test set has 30 images"):
-        top5_report(cfg=cfg, models={"undefended": model}, results=results, datamodule=dm, indices=[30])
-    with pytest.raises(AdvlabError, match="reports.top5.attack='pgd' is not a selected attack"):
-        top5_report(cfg=cfg, models={"undefended": model}, results=results, datamodule=dm, attack="pgd")
+        top5(experiment_cfg(tmp_path, data_dir, "evaluation.per_image.indices=[30]"), model, dm)
+    with pytest.raises(AdvlabError, match="evaluation.per_image.attack='pgd' is not a selected attack"):
+        top5(experiment_cfg(tmp_path, data_dir, "evaluation.per_image.attack=pgd"), model, dm)
 
 
 def check_paper_sweep(results: dict) -> dict:
     """What every run of the paper experiment must report: no training, the FGSM sweep in
     normalized units without clamp (budget eps·std, largest std 0.229), Tables I and IV–VI rows."""
     entry = results["models"]["undefended"]
-    assert entry["architecture"] == "alexnet" and entry["training"]["trained"] is False and entry["training"]["weights"] == "random"
+    assert (
+        entry["architecture"] == "alexnet"
+        and entry["training"]["trained"] is False
+        and entry["training"]["weights"] == "random"
+    )
     assert entry["evaluation"]["clean"]["n"] == 8
     block = entry["evaluation"]["attacks"]["fgsm"]
     assert block["settings"]["eps_unit"] == "normalized" and block["settings"]["clamp"] is False
@@ -103,7 +120,7 @@ def check_paper_sweep(results: dict) -> dict:
     return entry
 
 
-PAPER_RUN = ("model=alexnet", "model.weights=null", "reports.top5.indices=[0,5]")
+PAPER_RUN = ("model=alexnet", "model.weights=null", "evaluation.per_image.indices=[0,5]")
 
 
 def test_paper_imagenet_experiment_end_to_end(tmp_path):
@@ -114,10 +131,14 @@ def test_paper_imagenet_experiment_end_to_end(tmp_path):
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["models"]["undefended"]["evaluation"] == json.loads(json.dumps(entry["evaluation"]))
     assert {"top5_table_undefended", "top5_clean_undefended", "top5_fgsm_eps0.02_undefended"} <= set(results["files"])
+    # the step's predictions are part of the record: 2 images × (clean, fgsm) × top-5
+    assert len(saved["models"]["undefended"]["per_image"]) == 20
 
 
 def test_paper_experiment_in_bf16_autocast_and_channels_last(tmp_path):
     """The GPU knobs run on the CPU too; the attack stays fp32, so its budget is exact."""
     data_dir = make_folder(tmp_path / "data", [0, 1, 2, 3], per_class=2, size=64)
-    results = run(experiment_cfg(tmp_path, data_dir, *PAPER_RUN, "trainer.precision=bf16-mixed", "evaluation.channels_last=true"))
+    results = run(
+        experiment_cfg(tmp_path, data_dir, *PAPER_RUN, "trainer.precision=bf16-mixed", "evaluation.channels_last=true")
+    )
     check_paper_sweep(results)

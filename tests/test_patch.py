@@ -21,7 +21,7 @@ from advlab.attacks.patch import (
     save_patch,
 )
 from advlab.errors import AdvlabError
-from advlab.patch_report import patch_tables
+from advlab.reports.patch import patch_tables
 
 IMAGENET_LIKE = ["tench", "saltshaker, salt shaker", "soap dispenser", "digital clock", "piggy bank, penny bank", "toaster"]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from functools import partial
@@ -21,7 +22,7 @@ from advlab.data.mnist import MNISTDataModule
 from advlab.errors import AdvlabError
 from advlab.lit.patch import default_trainer, evaluate_patch, loader, measure_patch, split_held_out, train_patch
 from advlab.models import create_model
-from advlab.patch_report import write_sweep_report
+from advlab.reports.patch import write_patch_report
 from advlab.run import run
 
 QUIET = {"accelerator": "cpu", "enable_progress_bar": False}
@@ -171,7 +172,7 @@ def test_pipeline_trains_saves_and_a_reloaded_patch_gives_the_same_rates(make_cf
     for key in ("patch_file", "patch_png", "top5_figure", "training_csv"):
         assert Path(row[key]).stat().st_size > 0, key
     assert (out / "patches" / "undefended" / "patches.png").is_file()
-    assert "|     3 |" in (out / "patches" / "undefended" / "table.md").read_text()
+    assert re.search(r"^\|\s+3 \|", (out / "patches" / "undefended" / "table.md").read_text(), re.M)
     csv_rows = (out / "results.csv").read_text().splitlines()
     assert "target_rate" in csv_rows[0] and "patch_size" in csv_rows[0] and len(csv_rows) == 3
 
@@ -190,7 +191,7 @@ def test_pipeline_trains_saves_and_a_reloaded_patch_gives_the_same_rates(make_cf
     for key in ("n_images", "n", "target_rate", "target_top5_rate", "clean_top1_acc", "top1_acc"):
         assert reloaded[key] == row[key], key
 
-    files = write_sweep_report(out)
+    files = write_patch_report(out)
     assert "**mnist_cnn** — top-1" in files["patch_tables"].read_text()
 
 

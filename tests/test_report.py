@@ -4,9 +4,9 @@ Hydra callback at the end of a real ``advlab -m`` sweep."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,45 +14,10 @@ from pathlib import Path
 import pytest
 
 from advlab.errors import AdvlabError
-from advlab.report import parse_override, write_report
+from advlab.reports.jobs import parse_override
+from advlab.reports.summary import write_summary
 from conftest import QUICK
-
-# --- synthetic job folders, in the schema advlab.run writes ------------------------------------
-
-
-def eps_results(accuracies: dict[float, float], model: str = "undefended", defense: str = "none", clean: float = 0.98) -> dict:
-    rows = [
-        {"eps": eps, "n": 100, "correct": round(acc * 100), "top1_acc": acc, "top5_acc": min(1.0, acc + 0.2), "top1_err": 1 - acc, "top5_err": max(0.0, 0.8 - acc), "max_linf": eps, "zero_grad_share": 0.0}
-        for eps, acc in accuracies.items()
-    ]
-    return {
-        "status": "completed",
-        "task_name": "t",
-        "models": {
-            model: {
-                "architecture": "mnist_cnn",
-                "defense": defense,
-                "evaluation": {
-                    "clean": {"n": 100, "correct": round(clean * 100), "top1_acc": clean, "top5_acc": 1.0, "top1_err": 1 - clean, "top5_err": 0.0},
-                    "attacks": {"fgsm": {"settings": {"attack": "fgsm", "eps_unit": "pixel", "clamp": True}, "rows": rows}},
-                },
-            }
-        },
-    }
-
-
-def make_job(folder: Path, overrides: list[str], results: dict | None) -> Path:
-    (folder / ".hydra").mkdir(parents=True)
-    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
-    if results is not None:
-        (folder / "results.json").write_text(json.dumps({**results, "overrides": overrides}))
-    return folder
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
+from helpers import eps_results, make_job, read_csv
 
 COMMON = ["trainer.max_epochs=1", "+trainer.enable_progress_bar=false"]
 
@@ -63,7 +28,11 @@ def sweep(tmp_path: Path) -> Path:
     (eps 0.2): numeric order, not 0, 1, 10, 2."""
     root = tmp_path / "multirun" / "2026-01-01_00-00-00"
     make_job(root / "0", [*COMMON, "attack.fgsm.eps=[0.1,0.3]"], eps_results({0.1: 0.6, 0.3: 0.1}))
-    make_job(root / "1", [*COMMON, "attack.fgsm.eps=[-1]"], {"status": "failed", "task_name": "t", "error": "AdvlabError: eps must be >= 0, got -1"})
+    make_job(
+        root / "1",
+        [*COMMON, "attack.fgsm.eps=[-1]"],
+        {"status": "failed", "task_name": "t", "error": "AdvlabError: eps must be >= 0, got -1"},
+    )
     make_job(root / "2", [*COMMON, "attack.fgsm.eps=[0.5]"], None)
     make_job(root / "10", [*COMMON, "attack.fgsm.eps=[0.2]"], eps_results({0.2: 0.3}))
     (root / "multirun.yaml").write_text("hydra: {}\n")
@@ -71,7 +40,7 @@ def sweep(tmp_path: Path) -> Path:
 
 
 def test_summary_keeps_every_completed_row_beside_failed_and_missing_jobs(sweep):
-    report = write_report([sweep])
+    report = write_summary([sweep])
     rows = read_csv(sweep / "summary.csv")
     assert [r["job"] for r in rows] == ["0", "0", "0", "1", "2", "10", "10"]
     assert [r["status"] for r in rows] == ["completed"] * 3 + ["failed", "missing"] + ["completed"] * 2
@@ -101,14 +70,14 @@ def test_summary_keeps_every_completed_row_beside_failed_and_missing_jobs(sweep)
 
 def test_unreadable_results_json_is_listed_and_the_rest_reported(sweep):
     (sweep / "10" / "results.json").write_text('{"status": "compl')  # a torn write by something else
-    write_report([sweep])
+    write_summary([sweep])
     rows = read_csv(sweep / "summary.csv")
     assert next(r for r in rows if r["job"] == "10")["status"] == "unreadable"
     assert sum(r["status"] == "completed" for r in rows) == 3
 
 
 def test_a_single_run_folder_is_a_one_job_report(sweep):
-    report = write_report([sweep / "0"])
+    report = write_summary([sweep / "0"])
     assert [job.label for job in report.jobs] == ["0"]
     assert (sweep / "0" / "summary.csv").is_file()
 
@@ -126,17 +95,20 @@ def test_generic_columns_patch_and_cw_rows(tmp_path):
             for size, rate in ((0.05, base), (0.1, 2 * base), (0.2, 4 * base))
         ],
     }
-    attacks["cw"] = {"settings": {"attack": "cw", "confidence": 0.0}, "rows": [{"eps": None, "n": 100, "success_rate": 0.97, "median_l2": 1.4}]}
+    attacks["cw"] = {
+        "settings": {"attack": "cw", "confidence": 0.0},
+        "rows": [{"eps": None, "n": 100, "success_rate": 0.97, "median_l2": 1.4}],
+    }
     make_job(tmp_path / "run", [], results)
-    report = write_report([tmp_path / "run"])
+    report = write_summary([tmp_path / "run"])
     rows = read_csv(tmp_path / "run" / "summary.csv")
     patch = [r for r in rows if r["attack"] == "patch"]
     assert len(patch) == 6 and {r["target"] for r in patch} == {"toaster", "banana"}
     assert [float(r["top1_rate"]) for r in patch[:3]] == [0.2, 0.4, 0.8]
     cw = next(r for r in rows if r["attack"] == "cw")
     assert float(cw["success_rate"]) == 0.97 and float(cw["median_l2"]) == 1.4
-    for column in ("patch size", "target", "top-1 rate %", "success rate %", "median_l2"):
-        assert column.replace(" ", "_") in report.text or column in report.text, column
+    for column in ("patch size", "target", "top-1 rate %", "success rate %", "median L2"):
+        assert column in report.text, column
     assert (tmp_path / "run" / "summary_patch_success_vs_patch_size.png").stat().st_size > 5000
 
 
@@ -145,11 +117,15 @@ def test_two_sweeps_side_by_side(tmp_path):
     distilled = tmp_path / "distilled" / "2026-01-01_00-00-00"
     for i, eps in enumerate((0.1, 0.3)):
         make_job(plain / str(i), [f"attack.fgsm.eps=[{eps}]"], eps_results({eps: 0.5 - eps}))
-        make_job(distilled / str(i), [f"attack.fgsm.eps=[{eps}]"], eps_results({eps: 0.9 - eps}, model="student", defense="distillation"))
+        make_job(
+            distilled / str(i),
+            [f"attack.fgsm.eps=[{eps}]"],
+            eps_results({eps: 0.9 - eps}, model="student", defense="distillation"),
+        )
     with pytest.raises(AdvlabError, match="--out"):
-        write_report([plain, distilled])
+        write_summary([plain, distilled])
     out = tmp_path / "compare"
-    report = write_report([plain, distilled], out)
+    report = write_summary([plain, distilled], out)
     rows = read_csv(out / "summary.csv")
     assert {r["sweep"] for r in rows} == {"undefended/2026-01-01_00-00-00", "distilled/2026-01-01_00-00-00"}
     student = [float(r["top1_acc"]) for r in rows if r["model"] == "student" and r["attack"] == "fgsm"]
@@ -163,11 +139,20 @@ def test_group_overrides_do_not_overwrite_result_columns(tmp_path):
     """`defense=none,distillation` names a config group and the rows have a `defense` column:
     both stay, the override as `defense (override)`, and the plot has a line per defense."""
     make_job(tmp_path / "s" / "0", ["defense=none"], eps_results({0.1: 0.4, 0.3: 0.1}))
-    make_job(tmp_path / "s" / "1", ["defense=distillation"], eps_results({0.1: 0.8, 0.3: 0.6}, model="student", defense="distillation"))
-    make_job(tmp_path / "s" / "2", ["defense=broken"], {"status": "failed", "error": "AdvlabError: unknown defense 'broken'"})
-    report = write_report([tmp_path / "s"])
+    make_job(
+        tmp_path / "s" / "1",
+        ["defense=distillation"],
+        eps_results({0.1: 0.8, 0.3: 0.6}, model="student", defense="distillation"),
+    )
+    make_job(
+        tmp_path / "s" / "2", ["defense=broken"], {"status": "failed", "error": "AdvlabError: unknown defense 'broken'"}
+    )
+    report = write_summary([tmp_path / "s"])
     rows = read_csv(tmp_path / "s" / "summary.csv")
-    assert [(r["defense (override)"], r["defense"], r["model"]) for r in rows if r["attack"] == "fgsm"][::2] == [("none", "none", "undefended"), ("distillation", "distillation", "student")]
+    assert [(r["defense (override)"], r["defense"], r["model"]) for r in rows if r["attack"] == "fgsm"][::2] == [
+        ("none", "none", "undefended"),
+        ("distillation", "distillation", "student"),
+    ]
     assert "defense (override)" in report.text.splitlines()[2]
     assert "- 2: failed: AdvlabError: unknown defense 'broken' [defense=broken]" in report.text
 
@@ -181,7 +166,9 @@ def test_override_parsing():
 
 def report_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    return subprocess.run([sys.executable, "-m", "advlab.report", *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "advlab.reports.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_on_empty_foreign_and_missing_folders_says_so_in_one_line(tmp_path):
@@ -206,7 +193,7 @@ def test_cli_on_empty_foreign_and_missing_folders_says_so_in_one_line(tmp_path):
 def test_cli_prints_the_table_and_the_files(sweep):
     result = report_cli(str(sweep))
     assert result.returncode == 0, result.stderr
-    assert "2 of 4 jobs completed" in result.stdout and "| job |" in result.stdout
+    assert "2 of 4 jobs completed" in result.stdout and re.search(r"^\|\s+job \|", result.stdout, re.M)
     assert f"summary_csv: {sweep / 'summary.csv'}" in result.stdout
 
 
@@ -214,17 +201,29 @@ def test_multirun_ends_with_a_summary_of_every_job(tmp_path, mnist_dir):
     """A real 3-job sweep: two complete, one fails on bad input. The Hydra callback writes the
     summary; the failed job is listed with its overrides, the others keep their rows."""
     env = {**os.environ, "ADVLAB_ROOT": str(tmp_path), "ADVLAB_DATA_DIR": str(mnist_dir), "HYDRA_FULL_ERROR": "0"}
-    small = ["data.train_subset=256", "data.val_subset=64", "data.test_subset=100", "data.eval_batch_size=100", "evaluation.example_count=2"]
+    small = [
+        "data.train_subset=256",
+        "data.val_subset=64",
+        "data.test_subset=100",
+        "data.eval_batch_size=100",
+        "evaluation.example_count=2",
+    ]
     result = subprocess.run(
         [sys.executable, "-m", "advlab", "-m", *QUICK, *small, "attack.fgsm.eps=[0.1],[0.3],[-1]"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 2, result.stderr[-2000:]  # a job failed on bad input
     [sweep] = (tmp_path / "outputs" / "multirun" / "advlab").iterdir()
     rows = read_csv(sweep / "summary.csv")
     assert [(r["job"], r["status"], r["attack"]) for r in rows] == [
-        ("0", "completed", "none"), ("0", "completed", "fgsm"),
-        ("1", "completed", "none"), ("1", "completed", "fgsm"),
+        ("0", "completed", "none"),
+        ("0", "completed", "fgsm"),
+        ("1", "completed", "none"),
+        ("1", "completed", "fgsm"),
         ("2", "failed", ""),
     ]
     for row, job in zip((rows[1], rows[3]), ("0", "1")):

@@ -17,7 +17,7 @@ from advlab.errors import AdvlabError
 from advlab.lit.precision import without_autocast
 from advlab.models import create_model, input_std
 from advlab.models.torchvision_models import resolve_weights, weights_cache_file
-from test_imagenet_data import make_folder, module
+from helpers import make_folder, module
 
 PAPER_MODELS = ["resnet101", "alexnet", "regnet_y_400mf"]
 

@@ -40,7 +40,7 @@ from advlab.attacks.patch import (
 )
 from advlab.errors import AdvlabError
 from advlab.io import write_csv, write_text
-from advlab.plots import class_label
+from advlab.reports.plots import class_label
 
 log = logging.getLogger(__name__)
 
@@ -380,9 +380,9 @@ def evaluate_patch(cfg: DictConfig, label: str, model: nn.Module, name: str, att
     Figs 4–6); for the whole job ``patches.png`` (the paper's Fig. 3) and ``table.md`` (top-1
     and top-5 target rates, class × size: the paper's Tables VII–XII).
     """
-    from advlab.patch_report import patch_tables, plot_patches, save_patch_png
     from advlab.pipeline.trainers import build_trainer
-    from advlab.plots import plot_top5
+    from advlab.reports.patch import patch_tables
+    from advlab.reports.plots import plot_patches, plot_top5, save_patch_png
 
     class_names = getattr(model, "class_names", None) or getattr(datamodule, "class_names", None)
     dataset = evaluation_dataset(datamodule)

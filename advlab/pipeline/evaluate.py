@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
+from hydra.utils import get_method as locate
 from omegaconf import DictConfig
 from torch import nn
-
-from hydra.utils import get_method as locate
 
 from advlab.attacks.base import Attack
 from advlab.config import instantiate
@@ -35,16 +34,6 @@ def build_attacks(cfg: DictConfig) -> dict[str, Any]:
             raise AdvlabError(f"attack.{name} builds {type(attack).__name__}, not an advlab attack: check its _target_")
         attacks[str(name)] = attack
     return attacks
-
-
-def preflight(cfg: DictConfig, attacks: Mapping[str, Any], datamodule: L.LightningDataModule) -> None:
-    """Let attacks with their own procedure check themselves against the data (class names,
-    image size) before any model is trained: ``preflight = "dotted.path.fn"`` on the attack
-    class, called as ``fn(cfg, name, attack, datamodule)``."""
-    for name, attack in attacks.items():
-        check = getattr(attack, "preflight", None)
-        if check:
-            locate(check)(cfg, name, attack, datamodule)
 
 
 def evaluate_models(

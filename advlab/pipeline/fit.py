@@ -16,8 +16,9 @@ from advlab.config import instantiate
 from advlab.io import save_torch, write_csv
 from advlab.lit.callbacks import LossHistory
 from advlab.lit.classifier import ClassifierModule
+from advlab.pipeline.preflight import check_max_epochs, check_model_fits
 from advlab.pipeline.trainers import build_trainer
-from advlab.plots import plot_loss_curves
+from advlab.reports.plots import plot_loss_curves
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def fit_classifier(
     model_cfg = model_cfg if model_cfg is not None else cfg.model
     training_cfg = training_cfg if training_cfg is not None else cfg.get("training")
     model = instantiate(model_cfg)
+    check_model_fits(model, datamodule, f"{stage} model ({model_cfg.get('name') or type(model).__name__})")
     # Given weights (an advlab checkpoint, or pretrained `model.weights` such as torchvision's) are
     # evaluated as they are; so is a model when no training recipe is configured (training=null).
     given = model_cfg.get("checkpoint") or model_cfg.get("weights")
@@ -56,6 +58,8 @@ def fit_classifier(
             info["weights"] = model.weights
         return model.eval(), info
 
+    epochs = max_epochs if max_epochs is not None else cfg.trainer.get("max_epochs")
+    check_max_epochs(epochs, f"defense.{stage}.max_epochs" if max_epochs is not None else "trainer.max_epochs")
     out_dir = Path(cfg.paths.output_dir)
     module = module_factory(
         model,

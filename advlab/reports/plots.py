@@ -1,15 +1,21 @@
-"""Figures of a run, drawn with matplotlib's object API (no pyplot state, no display needed)."""
+"""Every figure advlab draws, with matplotlib's object API (no pyplot state, no display needed),
+saved atomically through :mod:`advlab.io`: loss curves, metric-vs-x curves (with a band of ± one
+standard deviation where the rows carry ``<metric>_std``, as the seed table's do), example grids,
+top-5 bar panels and the grid of trained patches."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
-from advlab.io import save_figure
-from advlab.tables import is_percent
+from advlab.io import atomic_path, save_figure
+from advlab.reports.tables import is_percent, size_key
+
+if TYPE_CHECKING:
+    import torch
 
 
 def class_label(class_names: Sequence[str], index: int) -> str:
@@ -37,8 +43,16 @@ def _series_label(row: Mapping[str, Any], parts: Sequence[str]) -> str:
     return " · ".join(f"{row[p]}" if p in named else f"{p}={row[p]}" for p in parts if row.get(p) is not None)
 
 
-def plot_vs(rows: Sequence[Mapping[str, Any]], x: str, metrics: Sequence[str], parts: Sequence[str], path: str | Path, title: str | None = None) -> Path | None:
-    """One panel per metric, ``metric`` against ``x``, one line per distinct value of ``parts``."""
+def plot_vs(
+    rows: Sequence[Mapping[str, Any]],
+    x: str,
+    metrics: Sequence[str],
+    parts: Sequence[str],
+    path: str | Path,
+    title: str | None = None,
+) -> Path | None:
+    """One panel per metric, ``metric`` against ``x``, one line per distinct value of ``parts``;
+    a shaded band of ± ``<metric>_std`` around a line whose rows carry it (means over seeds)."""
     metrics = [m for m in metrics if any(r.get(m) is not None for r in rows)]
     points = [r for r in rows if r.get(x) is not None and r.get("attack") not in (None, "none")]
     if not metrics or not points:
@@ -47,14 +61,22 @@ def plot_vs(rows: Sequence[Mapping[str, Any]], x: str, metrics: Sequence[str], p
     axes_list = figure.subplots(1, len(metrics), squeeze=False)[0]
     units = sorted({str(r.get("eps_unit")) for r in points if r.get("eps_unit")}) if x == "eps" else []
     for axes, metric in zip(axes_list, metrics):
-        series: dict[str, list[tuple[float, float]]] = {}
+        series: dict[str, list[tuple[float, float, float]]] = {}
         for row in points:
             if row.get(metric) is not None:
-                series.setdefault(_series_label(row, parts), []).append((float(row[x]), float(row[metric])))
+                spread = row.get(f"{metric}_std")
+                point = (float(row[x]), float(row[metric]), float("nan") if spread is None else float(spread))
+                series.setdefault(_series_label(row, parts), []).append(point)
         for label, values in series.items():
             values.sort()
-            axes.plot([v[0] for v in values], [v[1] for v in values], marker="o", label=label or None)
-        axes.set(xlabel=f"{x} ({'/'.join(units)} units)" if units else x.replace("_", " "), ylabel=metric.replace("_", " "), title=metric.replace("_", " "))
+            xs, ys, spreads = zip(*values)
+            (line,) = axes.plot(xs, ys, marker="o", label=label or None)
+            if any(s == s for s in spreads):  # NaN (no std: one seed) leaves a gap in the band
+                low = [y - s for y, s in zip(ys, spreads)]
+                high = [y + s for y, s in zip(ys, spreads)]
+                axes.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        xlabel = f"{x} ({'/'.join(units)} units)" if units else x.replace("_", " ")
+        axes.set(xlabel=xlabel, ylabel=metric.replace("_", " "), title=metric.replace("_", " "))
         if is_percent(metric):
             axes.set_ylim(-0.02, 1.02)
         axes.grid(alpha=0.3)
@@ -71,7 +93,9 @@ def plot_accuracy_vs_eps(rows: Sequence[Mapping[str, Any]], path: str | Path, me
     return plot_vs(rows, "eps", [metric], parts, path)
 
 
-def plot_examples(examples: Mapping[str, Any], class_names: Sequence[str], path: str | Path, attack: str | None = None) -> Path:
+def plot_examples(
+    examples: Mapping[str, Any], class_names: Sequence[str], path: str | Path, attack: str | None = None
+) -> Path:
     """A grid of example images: rows = eps, columns = images, titled true → predicted
     (the paper's Fig. 9)."""
     names = list(examples.get("attacks", {}))
@@ -92,7 +116,11 @@ def plot_examples(examples: Mapping[str, Any], class_names: Sequence[str], path:
             axes.imshow(picture.squeeze(-1) if picture.shape[-1] == 1 else picture, cmap="gray", vmin=0, vmax=1)
             true = int(examples["labels"][c])
             guess = int(pred[c])
-            axes.set_title(f"{class_label(class_names, true)} → {class_label(class_names, guess)}\n{float(conf[c]):.2f}", fontsize=8, color="black" if guess == true else "red")
+            axes.set_title(
+                f"{class_label(class_names, true)} → {class_label(class_names, guess)}\n{float(conf[c]):.2f}",
+                fontsize=8,
+                color="black" if guess == true else "red",
+            )
             axes.set_xticks([])
             axes.set_yticks([])
             if c == 0:
@@ -132,3 +160,38 @@ def plot_top5(
     if title:
         figure.suptitle(title, fontsize=10)
     return save_figure(path, figure, dpi=110)
+
+
+def plot_patches(entries: Sequence[Mapping[str, Any]], path: str | Path, title: str | None = None) -> Path:
+    """A grid of patches (the paper's Fig. 3): one row per class, one column per size.
+    Each entry is ``{"pixels": C×h×w in [0, 1], "target": str, "patch_size": int | str}``."""
+    classes = list(dict.fromkeys(str(e["target"]) for e in entries))
+    sizes = sorted({str(e["patch_size"]) for e in entries}, key=size_key)
+    cells = {(str(e["target"]), str(e["patch_size"])): e["pixels"] for e in entries}
+    figure = Figure(figsize=(1.9 * max(1, len(sizes)), 2.0 * max(1, len(classes))), layout="constrained")
+    grid = figure.subplots(max(1, len(classes)), max(1, len(sizes)), squeeze=False)
+    for r, target in enumerate(classes):
+        for c, size in enumerate(sizes):
+            axes = grid[r][c]
+            axes.set_xticks([])
+            axes.set_yticks([])
+            pixels = cells.get((target, size))
+            if pixels is None:
+                axes.set_axis_off()
+                continue
+            picture = pixels.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+            picture = picture.squeeze(-1) if picture.shape[-1] == 1 else picture
+            axes.imshow(picture, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            axes.set_title(f"{target[:24]}, {size} px", fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return save_figure(path, figure, dpi=120)
+
+
+def save_patch_png(path: str | Path, pixels: torch.Tensor) -> Path:
+    """The patch at its own resolution as a PNG (grey for one channel), written atomically."""
+    from torchvision.utils import save_image
+
+    with atomic_path(path) as tmp:
+        save_image(pixels.detach().float().cpu().clamp(0, 1), tmp, format="png")
+    return Path(path)
