@@ -26,14 +26,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peer import commit, imagenet_setup, mnist_setup  # noqa: E402
-from timing import load_note, ratio, seconds_per_call  # noqa: E402
+from peer import commit, imagenet_setup, mnist_setup
+from timing import load_note, ratio, seconds_per_call
 
-from advlab.attacks import PGD  # noqa: E402
-from advlab.io import write_text  # noqa: E402
-from advlab.lit.precision import attack_precision, compile_model  # noqa: E402
-from advlab.run import machine  # noqa: E402
-from advlab.reports.tables import format_table  # noqa: E402
+from advlab.attacks import PGD
+from advlab.io import write_text
+from advlab.lit.precision import attack_precision, compile_model
+from advlab.reports.tables import format_table
+from advlab.run import machine
 
 PATHS = ("bf16", "bf16-cl", "packed", "compile")
 
@@ -95,7 +95,7 @@ def measure(path: str, model, x, y, args, device) -> dict[str, object]:
         )
     elif path == "packed":
         eps_list = [e / 255 for e in (2, 4, 8)] if imagenet else [0.1, 0.2, 0.3]
-        settings = dict(eps=eps_list, steps=args.steps, restarts=2, seed=0)
+        settings = {"eps": eps_list, "steps": args.steps, "restarts": 2, "seed": 0}
         one, packed = PGD(**settings), PGD(**settings, max_batch=len(x) * 6)
         speed, low, high, same = compare(
             lambda: one(model, x, y), lambda: packed(model, x, y), model, args.rounds

@@ -46,13 +46,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import load_note, ratio, seconds_per_call  # noqa: E402
+from timing import load_note, ratio, seconds_per_call
 
-from advlab.attacks import FGSM, PGD, CarliniWagnerL2  # noqa: E402
-from advlab.io import write_text  # noqa: E402
-from advlab.models import MnistCNN, create_model  # noqa: E402
-from advlab.run import machine  # noqa: E402
-from advlab.reports.tables import format_table  # noqa: E402
+from advlab.attacks import FGSM, PGD, CarliniWagnerL2
+from advlab.errors import AdvlabError
+from advlab.io import write_text
+from advlab.models import MnistCNN, create_model
+from advlab.reports.tables import format_table
+from advlab.run import machine
 
 PAPER_EPS = [0.0, 0.007, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3]
 ATTACKS = ("fgsm-sweep", "fgsm-sweep-plain", "pgd-linf", "pgd-l2", "cw-l2")
@@ -62,7 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["mnist_cnn"])
     parser.add_argument(
-        "--attacks", nargs="+", choices=ATTACKS, default=[a for a in ATTACKS if a != "fgsm-sweep-plain"]
+        "--attacks",
+        nargs="+",
+        choices=ATTACKS,
+        default=[a for a in ATTACKS if a != "fgsm-sweep-plain"],
     )
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument(
@@ -74,7 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pgd-steps", type=int, default=40)
     parser.add_argument("--cw-steps", type=int, default=50)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: torch's)"
+    )
     parser.add_argument(
         "--out", type=Path, default=None, help="also write the markdown report here"
     )
@@ -90,16 +96,19 @@ def mnist_setup(
     torch.manual_seed(0)
     model = MnistCNN()
     try:
-        from advlab.data.mnist import load_mnist
-        from advlab.config import project_root
         import os
+
+        from advlab.config import project_root
+        from advlab.data.mnist import load_mnist
 
         data_dir = os.environ.get("ADVLAB_DATA_DIR", str(Path(project_root()) / "data"))
         x_train, y_train = load_mnist(data_dir, train=True, download=False)
         x_test, y_test = load_mnist(data_dir, train=False, download=False)
     except (
-        Exception
-    ):  # no MNIST here: random weights and images (speed does not depend on them)
+        AdvlabError,
+        OSError,
+        RuntimeError,
+    ):  # no MNIST: random weights and images (speed is the same)
         x = torch.rand(batch, 1, 28, 28)
         return (
             model.eval().to(device),
@@ -252,6 +261,7 @@ def commit() -> str:
         )
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
+            check=False,
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -39,7 +39,7 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
 def test_packed_pgd_equals_one_run_at_a_time(batch, norm, eps, max_batch):
     x, y = batch
     model = tiny_cnn()
-    settings = dict(eps=eps, norm=norm, steps=4, restarts=3, seed=7)
+    settings = {"eps": eps, "norm": norm, "steps": 4, "restarts": 3, "seed": 7}
     looped = list(PGD(**settings).sweep(model, x, y))
     packed = list(PGD(**settings, max_batch=max_batch).sweep(model, x, y))
     assert [s.eps for s in packed] == eps
@@ -56,7 +56,7 @@ def test_packed_pgd_skips_restarts_like_the_loop(batch):
     whether they were packed with the first one or skipped."""
     x, y = batch
     model = tiny_cnn()
-    settings = dict(eps=0.5, steps=5, restarts=4, seed=3)
+    settings = {"eps": 0.5, "steps": 5, "restarts": 4, "seed": 3}
     looped = PGD(**settings)(model, x, y)
     with torch.no_grad():
         assert (

@@ -10,9 +10,9 @@ import json
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from test_cli import advlab
 
 from advlab.config import CONF_DIR
-from test_cli import advlab
 
 # advlab's launcher files are validated against the plugins' schemas of the same name (the CLI
 # silences Hydra's notice about it; compose() in a test does not go through the CLI)
