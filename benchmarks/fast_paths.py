@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> str:
     )
     if args.threads:
         torch.set_num_threads(args.threads)
-    load_before = load_note()
+    load_before, code = load_note(), commit()  # the code this process loaded
     rows = []
     for name in args.models:
         setup = (
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> str:
     )
     text = (
         f"Command: `python benchmarks/fast_paths.py {' '.join(map(shlex.quote, argv))}`  \n"
-        f"Machine: {machine(device)}. Commit {commit()}, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; "
+        f"Machine: {machine(device)}. Commit {code}, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; "
         f"{load_before} before, {load_note()} after.  \n"
         f"× plain = plain time / fast time, median over {args.rounds} interleaved rounds (min–max); agreement: "
         f"adversarial predictions (read in fp32) equal between the two paths.\n\n{table}\n"

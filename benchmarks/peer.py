@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> str:
         torch.backends.cudnn.benchmark = True
     if args.threads:
         torch.set_num_threads(args.threads)
-    load_before = load_note()
+    load_before, code = load_note(), commit()  # the code this process loaded
     rows, notes = [], []
     for model_name in args.models:
         setup = (
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> str:
     text = (
         f"Command: `python benchmarks/peer.py {' '.join(map(shlex.quote, argv))}`  \n"
         f"Machine: {machine(device)}; torchattacks {torchattacks.__version__}; {'; '.join(notes)}.  \n"
-        f"Commit {commit()}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {load_before} before, "
+        f"Commit {code}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {load_before} before, "
         f"{load_note()} after.  \n"
         f"Median over {args.rounds} interleaved rounds (torch.utils.benchmark.Timer); × torchattacks = "
         f"torchattacks' time / advlab's, round by round (median, and min–max over rounds).\n\n{table}\n"
