@@ -165,6 +165,9 @@ class PGD(BoundedAttack):
                     rows = slice(j * n, (j + 1) * n)
                     if r == 0:
                         zero_grad[i] = zero[rows]
+                    if restarts == 1:  # nothing to choose between: skip the selecting forward
+                        best[i] = (x_adv[rows], torch.empty(0), torch.ones(n, dtype=torch.bool))
+                        continue
                     kept = self._keep_best(model, x_adv[rows], y, *(best[i] or (None, None, None)))
                     best[i] = kept
                     if bool(kept[2].all()):
