@@ -11,7 +11,7 @@ ifneq ($(wildcard ../shared/datasets/MNIST/raw),)
 export ADVLAB_DATA_DIR ?= $(abspath ../shared/datasets)
 endif
 
-.PHONY: install demo test test-all paper bench clean
+.PHONY: install demo test test-all lint paper bench clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,12 @@ test: install
 
 test-all: install
 	$(BIN)/python -m pytest
+
+# ruff (lint + format check) and mypy, configured in pyproject.toml
+lint: install
+	$(BIN)/python -m ruff check advlab tests benchmarks
+	$(BIN)/python -m ruff format --check advlab tests benchmarks
+	$(BIN)/python -m mypy advlab
 
 # The full-size paper experiments (long on a CPU).
 paper: install

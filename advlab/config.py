@@ -39,6 +39,10 @@ if not OmegaConf.has_resolver("advlab_root"):
 # of a sweep, so the sweep folder and the wandb group name agree.
 if not OmegaConf.has_resolver("advlab_stamp"):
     OmegaConf.register_new_resolver("advlab_stamp", job_stamp, use_cache=True)
+# `${as_sweep:${attack.patch.target}}`: a config list as a sweeper's "a,b,c", so a -m sweep
+# and a one-job run read the same list (experiment/mnist_patch.yaml)
+if not OmegaConf.has_resolver("as_sweep"):
+    OmegaConf.register_new_resolver("as_sweep", lambda values: ",".join(str(v) for v in values))
 
 
 def instantiate(node: Any, **kwargs: Any) -> Any:

@@ -81,7 +81,12 @@ def _zero_gradient(model: str, attacks: Mapping[str, Any], limits: Thresholds) -
 def _budget_key(settings: Mapping[str, Any], row: Mapping[str, Any]) -> tuple[Any, ...] | None:
     if row.get("eps") is None:
         return None
-    return (round(float(row["eps"]), 12), settings.get("eps_unit"), settings.get("norm", "linf"), bool(settings.get("targeted")))
+    return (
+        round(float(row["eps"]), 12),
+        settings.get("eps_unit"),
+        settings.get("norm", "linf"),
+        bool(settings.get("targeted")),
+    )
 
 
 def _weaker_beats_stronger(model: str, attacks: Mapping[str, Any], limits: Thresholds) -> list[dict[str, Any]]:
@@ -175,7 +180,9 @@ def _no_fall(model: str, evaluation: Mapping[str, Any], limits: Thresholds) -> l
     return warnings
 
 
-def masking_warnings(evaluation: Mapping[str, Any], model: str = "model", limits: Thresholds = Thresholds()) -> list[dict[str, Any]]:
+def masking_warnings(
+    evaluation: Mapping[str, Any], model: str = "model", limits: Thresholds = Thresholds()
+) -> list[dict[str, Any]]:
     """All warnings for one model's ``evaluation`` block (``{"clean": …, "attacks": …}``)."""
     attacks = evaluation.get("attacks", {})
     return [

@@ -11,12 +11,6 @@ class AdvlabError(Exception):
     """A problem with the user's input or environment, explained in one line."""
 
 
-def check(condition: bool, message: str) -> None:
-    """Raise :class:`AdvlabError` with ``message`` unless ``condition`` holds."""
-    if not condition:
-        raise AdvlabError(message)
-
-
 class FolderInUse(AdvlabError):
     """The job's output folder already holds results (or another job claimed it first). Nothing
     is written into such a folder, not even a failure record."""

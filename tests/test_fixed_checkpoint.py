@@ -30,8 +30,11 @@ OVERRIDES = [
     "data.eval_batch_size=30",
     "attack.fgsm.eps=[0.1,0.3]",
     "attack.fgsm_temperature.eps=[0.3]",
-    *[f"attack.{name}.{key}" for name in ("pgd", "pgd_margin", "pgd_temperature")
-      for key in ("max_samples=12", "steps=5", "step_size=0.02", "eps=[0.1,0.3]")],
+    *[
+        f"attack.{name}.{key}"
+        for name in ("pgd", "pgd_margin", "pgd_temperature")
+        for key in ("max_samples=12", "steps=5", "step_size=0.02", "eps=[0.1,0.3]")
+    ],
     "attack.cw.max_samples=6",
     "attack.cw.steps=20",
     "attack.cw.binary_search_steps=2",
@@ -126,7 +129,10 @@ if __name__ == "__main__":  # regenerate the fixture
 
         def make(*overrides: str) -> Any:
             with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-                return compose("config", overrides=[*QUICK, f"paths.data_dir={data_dir}", f"paths.output_dir={tmp}/run", *overrides])
+                return compose(
+                    "config",
+                    overrides=[*QUICK, f"paths.data_dir={data_dir}", f"paths.output_dir={tmp}/run", *overrides],
+                )
 
         FIXTURE.write_text(json.dumps(run_fixed(data_dir, Path(tmp), make), indent=1, sort_keys=True) + "\n")
     print(f"wrote {FIXTURE}")

@@ -272,7 +272,7 @@ def test_series_and_summary_are_generic_over_row_columns():
     [("lines", LineProgress), ("rich", StageRichProgressBar), ("auto", LineProgress), ("tqdm", None), ("none", None)],
 )
 def test_progress_bar_choice(make_cfg, choice, expected):
-    cfg = make_cfg("trainer.accelerator=cpu", f"trainer.progress_bar={choice}", "logger=none", quick=False)
+    cfg = make_cfg("trainer.accelerator=cpu", f"callbacks.progress_bar={choice}", "logger=none", quick=False)
     trainer = build_trainer(cfg, "undefended")
     bars = [c for c in trainer.callbacks if type(c).__name__.endswith(("ProgressBar", "Progress"))]
     if choice == "none":
@@ -291,8 +291,8 @@ def test_progress_off_when_the_trainer_says_so(make_cfg):
 
 
 def test_unknown_progress_bar_is_a_one_line_error(make_cfg):
-    with pytest.raises(AdvlabError, match="unknown trainer.progress_bar 'fancy': use one of auto, rich, tqdm, lines, none"):
-        build_trainer(make_cfg("trainer.progress_bar=fancy", quick=False), "undefended")
+    with pytest.raises(AdvlabError, match="unknown callbacks.progress_bar 'fancy': use one of auto, rich, tqdm, lines, none"):
+        build_trainer(make_cfg("callbacks.progress_bar=fancy", quick=False), "undefended")
 
 
 def test_line_progress_logs_each_epoch(make_cfg, caplog):
@@ -312,7 +312,7 @@ def test_line_progress_logs_each_epoch(make_cfg, caplog):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(32, 4), torch.randint(0, 2, (32,))), batch_size=8)
-    cfg = make_cfg("trainer.accelerator=cpu", "trainer.progress_bar=lines", "logger=none", quick=False)
+    cfg = make_cfg("trainer.accelerator=cpu", "callbacks.progress_bar=lines", "logger=none", quick=False)
     trainer = build_trainer(cfg, "tiny", max_epochs=2, enable_checkpointing=False)
     with caplog.at_level(logging.INFO, logger="advlab.progress"):
         trainer.fit(Tiny(), data)

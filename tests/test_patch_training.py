@@ -20,9 +20,10 @@ from torch.utils.data import TensorDataset
 from advlab.attacks import PatchAttack
 from advlab.data.mnist import MNISTDataModule
 from advlab.errors import AdvlabError
-from advlab.lit.patch import default_trainer, evaluate_patch, loader, measure_patch, split_held_out, train_patch
+from advlab.lit.patch import default_trainer, measure_patch, train_patch
 from advlab.models import create_model
 from advlab.reports.patch import write_patch_report
+from advlab.pipeline.patch import evaluate_patch, loader, split_held_out
 from advlab.run import run
 
 QUIET = {"accelerator": "cpu", "enable_progress_bar": False}

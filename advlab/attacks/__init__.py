@@ -8,7 +8,8 @@ its input, leaves gradients on the model's parameters, or changes the model's tr
 from advlab.attacks.base import Attack, AttackStep, BoundedAttack
 from advlab.attacks.cw import CarliniWagnerL2, cw
 from advlab.attacks.fgsm import FGSM, fgsm
-from advlab.attacks.patch import PatchAttack, paste, paste_random
+from advlab.attacks.paste import paste, paste_random
+from advlab.attacks.patch import PatchAttack
 from advlab.attacks.pgd import PGD, pgd
 
 __all__ = [

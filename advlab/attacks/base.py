@@ -159,7 +159,7 @@ class Attack:
         self.targeted = bool(targeted)
         # evaluate on the first N test images only (a compute budget); the result rows state n
         self.max_samples = None if max_samples is None else check_count(max_samples, "max_samples", 1000)
-        self.eps_values: list[float] | list[None] = [None]
+        self.eps_values: Sequence[float | None] = [None]
         self._single = True
 
     @property
@@ -209,6 +209,7 @@ class BoundedAttack(Attack):
         super().__init__(targeted, max_samples)
         self.norm = check_norm(norm or self.norm)
         self.eps_unit = check_eps_unit(eps_unit)
+        self.eps_values: list[float]
         self.eps_values, self._single = as_eps_list(eps, self.norm, self.eps_unit)
         self.clamp = bool(clamp)
         self.loss = check_loss(loss)
@@ -219,7 +220,7 @@ class BoundedAttack(Attack):
 
     def sweep(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[AttackStep]:
         for eps in self.eps_values:
-            yield self.perturb(model, x, y, eps)  # type: ignore[arg-type]
+            yield self.perturb(model, x, y, eps)
 
     def settings(self) -> dict[str, Any]:
         return {

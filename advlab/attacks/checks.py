@@ -51,13 +51,13 @@ def as_eps_list(eps: float | Sequence[float], norm: str = "linf", unit: str = "p
     L2 radii above 1 are ordinary and stay allowed.
     """
     single = not isinstance(eps, Sequence) or isinstance(eps, str)
-    values = [eps] if single else list(eps)
+    values: list[Any] = [eps] if single else list(eps)  # type: ignore[arg-type]
     if not values:
         raise AdvlabError("eps list is empty: give at least one value, e.g. eps=[0.1]")
     checked = []
     for value in values:
         try:
-            number = float(value)  # type: ignore[arg-type]
+            number = float(value)
         except (TypeError, ValueError):
             raise AdvlabError(f"eps must be a number, got {value!r}") from None
         if not math.isfinite(number) or number < 0:
@@ -83,30 +83,37 @@ def _image_problem(x: torch.Tensor) -> str | None:
         return f"images of shape {tuple(x.shape)} look like one C×H×W image without a batch dimension: pass x[None]"
     if x.numel() == 0:
         return "images are empty: give at least one image"
-    low, high = torch.aminmax(x.detach())
-    low, high = float(low), float(high)
+    extremes = torch.aminmax(x.detach())
+    low, high = float(extremes.min), float(extremes.max)
     if math.isnan(low) or math.isnan(high) or bool(torch.isnan(x).any()):
         return "images contain NaN: check the data pipeline"
-    if high > 1.0 + 1e-6:
-        hint = "divide by 255" if high > 2.0 else "clamp or rescale them"
-        return f"images must lie in [0, 1], got values up to {high:g}: {hint}"
     if low < -1e-6:
         return (
             f"images must lie in [0, 1], got values down to {low:g} (normalised inputs?): pass [0, 1] "
             "images and normalise inside the model (advlab.models.normalize.Normalize)"
         )
+    if high > 1.0 + 1e-6:
+        hint = "divide by 255" if high > 2.0 else "clamp or rescale them"
+        return f"images must lie in [0, 1], got values up to {high:g}: {hint}"
     return None
+
+
+def check_images(x: torch.Tensor) -> None:
+    """A floating N×C×H×W batch in [0, 1] (no uint8, no 0–255 values, no normalised inputs, no NaN)."""
+    problem = _image_problem(x)
+    if problem:
+        raise AdvlabError(problem)
 
 
 def check_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
     """Images a floating [0, 1] batch the model accepts, labels integer class indices in range,
     one per image. The model's class count comes from one forward pass on the first image."""
-    problem = _image_problem(x)
-    if problem:
-        raise AdvlabError(problem)
+    check_images(x)
     if not isinstance(y, torch.Tensor) or y.dtype in (torch.bool,) or y.is_floating_point() or y.is_complex():
         what = type(y).__name__ if not isinstance(y, torch.Tensor) else f"dtype {y.dtype}"
-        raise AdvlabError(f"labels must be an integer tensor of class indices, got {what}: e.g. torch.as_tensor(labels).long()")
+        raise AdvlabError(
+            f"labels must be an integer tensor of class indices, got {what}: e.g. torch.as_tensor(labels).long()"
+        )
     if y.dim() != 1 or len(y) != len(x):
         raise AdvlabError(f"labels must be one class index per image: got shape {tuple(y.shape)} for {len(x)} images")
     try:

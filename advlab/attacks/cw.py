@@ -168,7 +168,9 @@ def cw(
     temperature: float = 1.0,
 ) -> torch.Tensor:
     """Functional CW-L2: the closest adversarial found per sample (the clean image where none was)."""
-    attack = CarliniWagnerL2(confidence, initial_const, binary_search_steps, steps, lr, abort_early, targeted, temperature)
+    attack = CarliniWagnerL2(
+        confidence, initial_const, binary_search_steps, steps, lr, abort_early, targeted, temperature
+    )
     result = attack(model, x, y)
     assert isinstance(result, torch.Tensor)  # one step: an attack without eps
     return result

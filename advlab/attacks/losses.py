@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -24,10 +26,15 @@ def check_loss(name: str) -> str:
     return name
 
 
-def check_temperature(temperature: float) -> float:
-    if not temperature > 0:
-        raise AdvlabError(f"temperature must be > 0, got {temperature}: use 1 for the plain logits")
-    return float(temperature)
+def check_temperature(temperature: float, what: str = "temperature", hint: str = "use 1 for the plain logits") -> float:
+    """A finite number > 0; ``what`` names the setting in the message, ``hint`` says what to use."""
+    try:
+        value = float(temperature)
+    except (TypeError, ValueError):
+        raise AdvlabError(f"{what} must be a number > 0, got {temperature!r}: {hint}") from None
+    if not 0 < value < math.inf:
+        raise AdvlabError(f"{what} must be > 0, got {temperature}: {hint}")
+    return value
 
 
 def logit_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -102,7 +102,9 @@ class PGD(BoundedAttack):
         self.steps = check_count(steps, "steps")
         self.restarts = check_count(restarts, "restarts", 5)
         if step_size is not None and not float(step_size) >= 0:
-            raise AdvlabError(f"step_size must be >= 0, got {step_size}: e.g. step_size=0.01, or null for 2.5·eps/steps")
+            raise AdvlabError(
+                f"step_size must be >= 0, got {step_size}: e.g. step_size=0.01, or null for 2.5·eps/steps"
+            )
         self.step_size = None if step_size is None else float(step_size)
         self.random_start = bool(random_start)
         self.seed = int(seed)
@@ -275,5 +277,7 @@ def pgd(
     temperature: float = 1.0,
 ) -> torch.Tensor | list[torch.Tensor]:
     """Functional PGD: a tensor for one eps, a list of tensors for a list of eps."""
-    attack = PGD(eps, norm, steps, step_size, random_start, restarts, seed, eps_unit, clamp, targeted, loss, temperature)
+    attack = PGD(
+        eps, norm, steps, step_size, random_start, restarts, seed, eps_unit, clamp, targeted, loss, temperature
+    )
     return attack(model, x, y)

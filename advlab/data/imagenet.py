@@ -35,6 +35,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from advlab.class_names import by_name, name_key
 from advlab.errors import AdvlabError
 
 NUM_CLASSES = 1000
@@ -87,21 +88,6 @@ def read_label_list(path: str | Path) -> tuple[list[str], dict[str, int]]:
     return names, wnids
 
 
-def _name_key(name: str) -> str:
-    """Class names compare case-blind with ``_`` as space ("great_white_shark" = "great white shark")."""
-    return " ".join(name.replace("_", " ").lower().split())
-
-
-def _by_name(names: Sequence[str], key: Any = str) -> dict[str, int | None]:
-    """``key(name)`` → index; ``None`` for names used by two classes (torchvision's categories hold
-    "cardigan" and "Cardigan"; other ImageNet name lists hold "crane" twice)."""
-    table: dict[str, int | None] = {}
-    for index, name in enumerate(names):
-        k = key(name)
-        table[k] = None if k in table and table[k] != index else index
-    return table
-
-
 def map_class_folders(folders: Sequence[str], label_names: Sequence[str] | None = None, label_wnids: Mapping[str, int] | None = None) -> dict[str, int]:
     """``{folder: model output index}``: by WordNet id, class index, or unambiguous class name.
 
@@ -110,7 +96,7 @@ def map_class_folders(folders: Sequence[str], label_names: Sequence[str] | None 
     wnid_index = dict(label_wnids or {}) or {w: i for i, w in enumerate(imagenet_wnids())}
     # exact names first, then case-blind ones; the label list's names before torchvision's
     lists = [label_names, imagenet_categories()] if label_names else [imagenet_categories()]
-    name_tables = [(_by_name(n, key), key) for key in (str, _name_key) for n in lists]
+    name_tables = [(by_name(n, key), key) for key in (str, name_key) for n in lists]
     mapping: dict[str, int] = {}
     unknown: list[str] = []
     ambiguous: list[str] = []

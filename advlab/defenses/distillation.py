@@ -23,17 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from advlab.attacks.base import eval_mode
-from advlab.errors import AdvlabError
+from advlab.attacks.losses import check_temperature
 
 
 def check_distillation_temperature(temperature: float) -> float:
-    try:
-        value = float(temperature)
-    except (TypeError, ValueError):
-        raise AdvlabError(f"defense.temperature must be a number > 0, got {temperature!r}: e.g. defense.temperature=100") from None
-    if not value > 0 or value == float("inf"):
-        raise AdvlabError(f"defense.temperature must be > 0, got {temperature}: e.g. defense.temperature=100 (the paper's T)")
-    return value
+    return check_temperature(temperature, "defense.temperature", "e.g. defense.temperature=100 (the paper's T)")
 
 
 def soft_labels(teacher: nn.Module, x: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -66,9 +60,6 @@ class DefensiveDistillation:
 
     def __init__(self, temperature: float = 100.0):
         self.temperature = check_distillation_temperature(temperature)
-
-    def soft_labels(self, teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return soft_labels(teacher, x, self.temperature)
 
     def describe(self) -> dict[str, object]:
         return {"defense": self.name, "temperature": self.temperature, "deployed_temperature": self.deployed_temperature}

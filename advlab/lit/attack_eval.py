@@ -9,14 +9,14 @@ under DDP.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import nn
 from torch.utils.data import DataLoader
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.aggregation import CatMetric, MaxMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -26,7 +26,9 @@ from advlab.lit.precision import FirstCallTimer, compile_model, to_channels_last
 
 
 def _accuracy_metrics(num_classes: int) -> MetricCollection:
-    metrics = {"top1": MulticlassAccuracy(num_classes=num_classes, top_k=1, average="micro")}
+    metrics: dict[str, Metric | MetricCollection] = {
+        "top1": MulticlassAccuracy(num_classes=num_classes, top_k=1, average="micro")
+    }
     if num_classes >= 5:
         metrics["top5"] = MulticlassAccuracy(num_classes=num_classes, top_k=5, average="micro")
     return MetricCollection(metrics)
@@ -154,6 +156,8 @@ class AttackEvaluation(L.LightningModule):
         Lightning's DistributedSampler adds: under DDP every test image counts exactly once, so
         the micro-averaged accuracies equal the single-device ones. (Build the Trainer with
         ``use_distributed_sampler=False``.)"""
+        if self.source is None:
+            raise AdvlabError("AttackEvaluation needs a datamodule for its test loader: pass datamodule=…")
         loader = self.source.test_dataloader()
         if self.trainer.world_size == 1:
             return loader
@@ -215,7 +219,7 @@ class AttackEvaluation(L.LightningModule):
             steps: Iterator[AttackStep] = sweep if self.attack_autocast else without_autocast(sweep, x.device.type)
             for index, step in enumerate(steps):
                 eps, x_adv = step.eps, step.x_adv
-                cell = self.cells[self._key(name, index)]
+                cell = cast(_Tally, self.cells[self._key(name, index)])
                 # logits the attack already computed at x_adv (FGSM at eps 0) spare a forward
                 adv_logits = step.logits if step.logits is not None else self.model(x_adv)
                 cell.update(adv_logits, ys)
@@ -254,7 +258,7 @@ class AttackEvaluation(L.LightningModule):
         for name, attack in self.attacks.items():
             rows = []
             for index, eps in enumerate(attack.eps_values):
-                cell = self.cells[self._key(name, index)]
+                cell = cast(_Tally, self.cells[self._key(name, index)])
                 row = {"eps": eps, **cell.compute(), "max_linf": float(cell.max_linf.compute())}
                 row["strength"] = attack.strength(eps)
                 n = row["n"] or 1

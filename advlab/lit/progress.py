@@ -2,7 +2,7 @@
 
 A live bar redrawn into a CI log or a SLURM output file is either silent until the end (Rich)
 or thousands of carriage-return fragments (tqdm); :class:`LineProgress` writes one log line per
-training epoch and a few per evaluation instead. ``trainer.progress_bar`` picks one:
+training epoch and a few per evaluation instead. ``callbacks.progress_bar`` picks one:
 ``auto`` (Rich on a terminal or in a notebook, lines otherwise), ``rich``, ``tqdm``, ``lines``
 or ``none``.
 
@@ -178,9 +178,9 @@ class LineProgress(ProgressBar):
 
 
 def progress_bar(choice: str, stage: str) -> ProgressBar | None:
-    """The progress-bar callback for ``trainer.progress_bar`` (None for ``none``)."""
+    """The progress-bar callback for ``callbacks.progress_bar`` (None for ``none``)."""
     if choice not in CHOICES:
-        raise AdvlabError(f"unknown trainer.progress_bar {choice!r}: use one of {', '.join(CHOICES)}")
+        raise AdvlabError(f"unknown callbacks.progress_bar {choice!r}: use one of {', '.join(CHOICES)}")
     if choice == "auto":
         choice = "rich" if interactive() else "lines"
     if choice == "rich":

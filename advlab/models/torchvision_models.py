@@ -10,18 +10,15 @@
   weights: Inception's input transform, ViT's image size, …);
 * ``None`` (``null``) for random initialisation.
 
-torchvision's own loader unpickles downloads with ``weights_only=False``; advlab builds through
-torchvision's builders (so every per-architecture detail of loading stays torchvision's) but hands
-them a state dict it read itself with ``torch.load(weights_only=True)``. Downloads go to
-torchvision's cache folder (``torch.hub.get_dir()/checkpoints``) with torch.hub's hash check; with
-no network, one line names the folder and the file to place there.
+torchvision's own loader unpickles downloads with ``weights_only=False``; advlab fetches them with
+``torch.hub.load_state_dict_from_url(check_hash=True, weights_only=True)`` into torchvision's cache
+folder (``torch.hub.get_dir()/checkpoints``), builds the network those weights fit (the few
+constructor arguments torchvision derives from the weights: :func:`_architecture_for`) and loads
+them. With no network, one line names the folder and the file to place there.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -122,47 +119,50 @@ def weights_cache_file(member: Any) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(member.url).name
 
 
-def download_weights(name: str, member: Any) -> Path:
-    """The cached file of ``member``, downloaded (hash-checked) when missing."""
+def fetch_state_dict(name: str, member: Any) -> tuple[dict[str, torch.Tensor], Path]:
+    """``member``'s state dict from torchvision's cache folder, downloaded when missing; both
+    hash-checked (the ``<name>-<sha256 prefix>.pth`` convention) and read with
+    ``weights_only=True`` by ``torch.hub.load_state_dict_from_url``."""
     path = weights_cache_file(member)
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # torch.hub's convention: "<name>-<sha256 prefix>.pth"; the download is checked against it.
-    match = getattr(torch.hub, "HASH_REGEX", re.compile(r"-([a-f0-9]*)\.")).search(path.name)
+    cached = path.is_file()
     try:
-        torch.hub.download_url_to_file(member.url, str(path), hash_prefix=match.group(1) if match else None, progress=True)
-    except Exception as exc:  # no network, proxy, full disk, hash mismatch …
+        state = torch.hub.load_state_dict_from_url(
+            member.url, map_location="cpu", progress=True, check_hash=True, weights_only=True
+        )
+    except Exception as exc:  # no network, proxy, full disk, hash mismatch, unsafe pickle …
+        if cached:
+            raise AdvlabError(
+                f"cannot read cached weights {path} ({type(exc).__name__}): delete the file and retry, "
+                "or set model.weights to a local state-dict file"
+            ) from None
         raise AdvlabError(
             f"cannot fetch {name} weights {member} ({type(exc).__name__}, no network?): place "
             f"{path.name} (from {member.url}) in {path.parent}, or set model.weights to a local "
             "state-dict file"
         ) from None
-    return path
+    return state, path
 
 
-def _read_cached(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise AdvlabError(
-            f"cannot read cached weights {path} ({type(exc).__name__}): delete the file and retry, "
-            "or set model.weights to a local state-dict file"
-        ) from None
-
-
-@contextmanager
-def _serve_state_dict(state: dict[str, torch.Tensor]) -> Iterator[None]:
-    """While active, every torchvision weights enum hands out ``state`` instead of unpickling its
-    download with ``weights_only=False``; the builder does the rest as usual."""
-    from torchvision.models._api import WeightsEnum
-
-    original = WeightsEnum.get_state_dict
-    WeightsEnum.get_state_dict = lambda self, *args, **kwargs: state  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        WeightsEnum.get_state_dict = original  # type: ignore[method-assign]
+def _architecture_for(name: str, member: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The constructor arguments torchvision's builder sets from ``member`` before loading it
+    (torchvision/models/*.py: the class count everywhere; Inception/GoogLeNet's input transform
+    and auxiliary heads, ViT's and MaxViT's image size): the network the weights fit."""
+    settings = dict(kwargs)
+    fixed: dict[str, Any] = {"num_classes": len(member.meta["categories"])}
+    if name in ("googlenet", "inception_v3"):
+        settings.setdefault("transform_input", True)
+        fixed.update(aux_logits=True, init_weights=False)
+    elif name.startswith("vit_"):
+        fixed["image_size"] = member.meta["min_size"][0]
+    elif name.startswith("maxvit"):
+        fixed["input_size"] = member.meta["min_size"]
+    for key, value in fixed.items():
+        if key in kwargs and kwargs[key] != value:
+            raise AdvlabError(
+                f"cannot build {name} with weights {member}: {key}={kwargs[key]} but the weights need {value}"
+            )
+        settings[key] = value
+    return settings
 
 
 def _build_for_weights(name: str, source: WeightsSource, **kwargs: Any) -> nn.Module:
@@ -172,17 +172,20 @@ def _build_for_weights(name: str, source: WeightsSource, **kwargs: Any) -> nn.Mo
         state = read_state_dict(source.file)
         origin = str(source.file)
     else:
-        path = download_weights(name, source.member)
-        state = _read_cached(path)
+        state, path = fetch_state_dict(name, source.member)
         origin = str(path)
+    net = get_model(name, weights=None, **_architecture_for(name, source.member, kwargs))
     try:
-        with _serve_state_dict(state):
-            return get_model(name, weights=source.member, **kwargs)
+        net.load_state_dict(state)
     except RuntimeError as exc:  # load_state_dict's multi-line key report
         first = " ".join(str(exc).split())[:240]
         raise AdvlabError(f"weights {origin!r} do not fit {name} ({first}): pass weights made for {name}") from None
-    except ValueError as exc:  # a constructor argument that contradicts the weights (num_classes …)
-        raise AdvlabError(f"cannot build {name} with weights {source.member}: {exc}") from None
+    # the auxiliary heads were built only to take the weights; drop them unless asked for
+    if name == "googlenet" and not kwargs.get("aux_logits", False):
+        net.aux_logits, net.aux1, net.aux2 = False, None, None
+    if name == "inception_v3" and not kwargs.get("aux_logits", True):
+        net.aux_logits, net.AuxLogits = False, None
+    return net
 
 
 def _is_advlab_classifier_state(path: Path) -> bool:
@@ -220,13 +223,16 @@ def build_torchvision(name: str, weights: str | None = None, **kwargs: Any) -> n
 
     preset = source.preset
     transforms = preset.transforms()
-    model = NormalizedClassifier(net, getattr(transforms, "mean", IMAGENET_MEAN), getattr(transforms, "std", IMAGENET_STD))
+    model = NormalizedClassifier(
+        net, getattr(transforms, "mean", IMAGENET_MEAN), getattr(transforms, "std", IMAGENET_STD)
+    )
     if whole_model_file is not None:
         load_weights(model, whole_model_file, model_name=name)
     categories = list(preset.meta.get("categories") or [])
     outputs = len(categories) if source.member is not None else int(kwargs.get("num_classes", len(categories)))
-    model.class_names = categories if categories and outputs == len(categories) else None
-    model.weights = source.describe()
+    # plain attributes the pipeline reads (class names for reports, what was loaded)
+    model.class_names = categories if categories and outputs == len(categories) else None  # type: ignore[assignment]
+    model.weights = source.describe()  # type: ignore[assignment]
     model.transforms = transforms
     return model
 

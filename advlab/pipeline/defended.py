@@ -1,9 +1,11 @@
 """The models a run evaluates, as the chosen defense asks: ``{label: classifier}``.
 
-Each defense name maps to a *procedure* ``(cfg, datamodule) -> (models, info)``. A new defense
-adds one entry to :data:`PROCEDURES` (the plain-PyTorch parts live in ``advlab.defenses``).
-A model's info may name its own ``defense`` (a distillation run also evaluates the undefended
-baseline, whose defense is ``none``).
+A defense config (``conf/defense/<name>.yaml``) names its *procedure* as ``_target_`` with
+``_partial_: true`` and ``_recursive_: false``; the procedure is called as
+``procedure(cfg, datamodule)`` with the config's other keys as keyword arguments, and returns
+``(models, info)``. A new defense is one procedure (here or in its own module) and one YAML; the
+plain-PyTorch parts live in ``advlab.defenses``. A model's info may name its own ``defense`` (a
+distillation run also evaluates the undefended baseline, whose defense is ``none``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import lightning as L
 from omegaconf import DictConfig
 from torch import nn
 
+from advlab.config import instantiate
 from advlab.defenses.distillation import DefensiveDistillation
 from advlab.errors import AdvlabError
 from advlab.lit.distillation import DistillationModule
@@ -28,20 +31,33 @@ Models = dict[str, nn.Module]
 Procedure = Callable[[DictConfig, L.LightningDataModule], tuple[Models, dict[str, Any]]]
 
 
-def undefended(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[Models, dict[str, Any]]:
+def undefended(cfg: DictConfig, datamodule: L.LightningDataModule, name: str = "none") -> tuple[Models, dict[str, Any]]:
+    """No defense (``defense=none``): the model as the recipe trains it, or as loaded."""
     model, info = fit_classifier(cfg, datamodule, stage="undefended")
     return {"undefended": model}, {"undefended": info}
 
 
-def _fit_stage(stage: str, *args: Any, **kwargs: Any) -> tuple[nn.Module, dict[str, Any]]:
+def _fit_stage(
+    stage: str, cfg: DictConfig, datamodule: L.LightningDataModule, **kwargs: Any
+) -> tuple[nn.Module, dict[str, Any]]:
     """fit_classifier whose one-line errors say which model of the defense they are about."""
     try:
-        return fit_classifier(*args, stage=stage, **kwargs)
+        return fit_classifier(cfg, datamodule, stage=stage, **kwargs)
     except AdvlabError as error:
         raise AdvlabError(f"{stage} (defense.{stage}): {error}") from None
 
 
-def distillation(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[Models, dict[str, Any]]:
+def distillation(
+    cfg: DictConfig,
+    datamodule: L.LightningDataModule,
+    *,
+    teacher: DictConfig,
+    student: DictConfig,
+    temperature: float = 100.0,
+    compare_undefended: bool = True,
+    evaluate_teacher: bool = False,
+    name: str = "distillation",
+) -> tuple[Models, dict[str, Any]]:
     """Defensive distillation (``defense=distillation``, PROTOCOLS.md §VI).
 
     Teacher trained at ``defense.temperature`` (or loaded from ``defense.teacher.model.checkpoint``),
@@ -51,47 +67,66 @@ def distillation(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[Mo
     ``training``) is fitted too, for the side-by-side tables; ``defense.evaluate_teacher`` adds
     the teacher itself.
     """
-    spec = cfg.defense
-    defense = DefensiveDistillation(spec.temperature)  # T <= 0 fails here, before any training
+    defense = DefensiveDistillation(temperature)  # T <= 0 fails here, before any training
     models: Models = {}
     info: dict[str, Any] = {}
-    if spec.get("compare_undefended", True):
+    if compare_undefended:
         models, info = undefended(cfg, datamodule)
         info["undefended"] = {**info["undefended"], "defense": "none"}
 
     common = {"temperature": defense.temperature}
-    teacher, teacher_info = None, None
-    if not spec.student.model.get("checkpoint") or spec.get("evaluate_teacher", False):
-        teacher, teacher_info = _fit_stage(
-            "teacher", cfg, datamodule, model_cfg=spec.teacher.model, training_cfg=spec.teacher.training,
-            max_epochs=spec.teacher.get("max_epochs"), **common,
+    teacher_model, teacher_info = None, None
+    if not student.model.get("checkpoint") or evaluate_teacher:
+        teacher_model, teacher_info = _fit_stage(
+            "teacher",
+            cfg,
+            datamodule,
+            model_cfg=teacher.model,
+            training_cfg=teacher.training,
+            max_epochs=teacher.get("max_epochs"),
+            **common,
         )
-    if spec.student.model.get("checkpoint"):
-        log.info("distillation: student loaded from %s, teacher not needed", spec.student.model.checkpoint)
+    if student.model.get("checkpoint"):
+        log.info("distillation: student loaded from %s, teacher not needed", student.model.checkpoint)
         factory: Any = None
     else:
-        factory = partial(DistillationModule, teacher=teacher)
-    student, student_info = _fit_stage(
-        "student", cfg, datamodule, model_cfg=spec.student.model, training_cfg=spec.student.training,
-        max_epochs=spec.student.get("max_epochs"), **common, **({"module_factory": factory} if factory else {}),
+        assert teacher_model is not None  # fitted above: the student needs its soft labels
+        factory = partial(DistillationModule, teacher=teacher_model)
+    student_model, student_info = _fit_stage(
+        "student",
+        cfg,
+        datamodule,
+        model_cfg=student.model,
+        training_cfg=student.training,
+        max_epochs=student.get("max_epochs"),
+        **common,
+        **({"module_factory": factory} if factory else {}),
     )
     # The student's own record first (its loss plot is the paper's Fig. 10), then the defense.
-    models["distilled"] = student
-    info["distilled"] = {**student_info, **defense.describe(), "architecture": spec.student.model.get("name"), "teacher": teacher_info}
-    if spec.get("evaluate_teacher", False):
-        models["teacher"] = teacher
+    models["distilled"] = student_model
+    info["distilled"] = {
+        **student_info,
+        **defense.describe(),
+        "architecture": student.model.get("name"),
+        "teacher": teacher_info,
+    }
+    if evaluate_teacher and teacher_model is not None:
+        models["teacher"] = teacher_model
         info["teacher"] = {
-            **teacher_info, "defense": "distillation teacher", "temperature": defense.temperature,
-            "architecture": spec.teacher.model.get("name"),
+            **(teacher_info or {}),
+            "defense": "distillation teacher",
+            "temperature": defense.temperature,
+            "architecture": teacher.model.get("name"),
         }
     return models, info
 
 
-PROCEDURES: dict[str, Procedure] = {"none": undefended, "distillation": distillation}
-
-
 def prepare_models(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[Models, dict[str, Any]]:
-    name = cfg.defense.name
-    if name not in PROCEDURES:
-        raise AdvlabError(f"unknown defense {name!r}: use one of {', '.join(sorted(PROCEDURES))} (defense=<name>)")
-    return PROCEDURES[name](cfg, datamodule)
+    """Call the procedure the defense config names (``_target_``) as ``procedure(cfg, datamodule)``."""
+    node = cfg.get("defense")
+    if not node or "_target_" not in node:
+        raise AdvlabError("the defense config has no _target_: pick one with defense=none or defense=distillation")
+    procedure = instantiate(node)
+    if not callable(procedure):
+        raise AdvlabError(f"defense._target_ {node._target_!r} is not a procedure: give it _partial_: true")
+    return procedure(cfg, datamodule)

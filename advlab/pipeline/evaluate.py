@@ -1,11 +1,10 @@
 """Evaluate each prepared model clean and under every configured attack.
 
-Per-batch attacks (subclasses of :class:`advlab.attacks.Attack`: FGSM, PGD, …) are measured
-together by one :class:`AttackEvaluation` pass per model. An attack that needs its own
-procedure (a patch must be trained first) names it in a class attribute ``evaluator``: the
-dotted path of ``fn(cfg, label, model, name, attack, datamodule) -> block``, where ``block``
-is ``{"settings": {...}, "rows": [{...}, ...]}`` like the per-batch attacks produce. The
-attack class stays plain PyTorch; the evaluator may use Lightning.
+Per-batch attacks (subclasses of :class:`advlab.attacks.Attack`: FGSM, PGD, CW, …) are
+measured together by one :class:`AttackEvaluation` pass per model. A patch
+(:class:`advlab.attacks.PatchAttack`) must be trained first: it is a step of its own,
+:func:`advlab.pipeline.patch.evaluate_patch`, whose block ``{"settings", "rows", "files"}``
+sits beside the per-batch attacks' in the results.
 """
 
 from __future__ import annotations
@@ -14,14 +13,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
-from hydra.utils import get_method as locate
 from omegaconf import DictConfig
 from torch import nn
 
 from advlab.attacks.base import Attack
+from advlab.attacks.patch import PatchAttack
 from advlab.config import instantiate
 from advlab.errors import AdvlabError
 from advlab.lit.attack_eval import AttackEvaluation
+from advlab.pipeline.patch import evaluate_patch
 from advlab.pipeline.trainers import build_trainer
 
 
@@ -30,7 +30,7 @@ def build_attacks(cfg: DictConfig) -> dict[str, Any]:
     attacks = {}
     for name, node in (cfg.get("attack") or {}).items():
         attack = instantiate(node)
-        if not isinstance(attack, Attack) and not getattr(attack, "evaluator", None):
+        if not isinstance(attack, (Attack, PatchAttack)):
             raise AdvlabError(f"attack.{name} builds {type(attack).__name__}, not an advlab attack: check its _target_")
         attacks[str(name)] = attack
     return attacks
@@ -45,7 +45,7 @@ def evaluate_models(
     """``(results per model, example images per model, is_global_zero)``."""
     evaluation = cfg.get("evaluation") or {}
     per_batch = {name: a for name, a in attacks.items() if isinstance(a, Attack)}
-    own_procedure = {name: a for name, a in attacks.items() if not isinstance(a, Attack)}
+    patches = {name: a for name, a in attacks.items() if isinstance(a, PatchAttack)}
     results, examples = {}, {}
     is_zero = True
     for label, model in models.items():
@@ -68,7 +68,6 @@ def evaluate_models(
         results[label] = module.results
         examples[label] = module.examples
         is_zero = trainer.is_global_zero
-        for name, attack in own_procedure.items():
-            evaluator = locate(attack.evaluator)
-            results[label]["attacks"][name] = evaluator(cfg, label, model, name, attack, datamodule)
+        for name, attack in patches.items():
+            results[label]["attacks"][name] = evaluate_patch(cfg, label, model, name, attack, datamodule)
     return results, examples, is_zero

@@ -17,7 +17,6 @@ from urllib.parse import urlparse
 
 import lightning as L
 import torch
-from hydra.utils import get_method as locate
 from omegaconf import DictConfig
 from torch import nn
 
@@ -119,13 +118,14 @@ def check_wandb(cfg: DictConfig, timeout: float = 3.0) -> None:
 
 
 def check_attacks(cfg: DictConfig, attacks: Mapping[str, Any], datamodule: L.LightningDataModule) -> None:
-    """Attacks with their own procedure check themselves against the data (class names, image
-    size): ``preflight = "dotted.path.fn"`` on the attack class, called as
-    ``fn(cfg, name, attack, datamodule)``."""
+    """A patch is trained before it is measured: check its targets, sizes and files against the
+    data (class names, image size) now, not after the models are trained."""
+    from advlab.attacks.patch import PatchAttack
+    from advlab.pipeline.patch import preflight_patch
+
     for name, attack in attacks.items():
-        check = getattr(attack, "preflight", None)
-        if check:
-            locate(check)(cfg, name, attack, datamodule)
+        if isinstance(attack, PatchAttack):
+            preflight_patch(cfg, name, attack, datamodule)
 
 
 def preflight(cfg: DictConfig, attacks: Mapping[str, Any], datamodule: L.LightningDataModule) -> None:

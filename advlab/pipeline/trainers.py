@@ -1,5 +1,5 @@
 """Lightning Trainers built from the config, one per stage of a run, with that stage's loggers
-(:func:`advlab.tracking.build_loggers`) and progress display (``trainer.progress_bar``)."""
+(:func:`advlab.tracking.build_loggers`) and progress display (``callbacks.progress_bar``)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def build_trainer(
     """``cfg.trainer`` with this stage's loggers, progress bar and callbacks; ``overrides`` win
     over the config."""
     node = OmegaConf.create(OmegaConf.to_container(cfg.trainer, resolve=True))
-    choice = str(node.pop("progress_bar", "auto"))
+    choice = str((cfg.get("callbacks") or {}).get("progress_bar", "auto"))
     callbacks = list(callbacks)
     # enable_progress_bar=false (as the tests set it) switches every bar off, like in Lightning.
     if overrides.get("enable_progress_bar", node.get("enable_progress_bar", True)) is not False:

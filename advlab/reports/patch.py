@@ -67,7 +67,7 @@ def patch_tables(rows: Iterable[Mapping[str, Any]], metrics: Mapping[str, str] =
 
 def write_patch_report(folder: str | Path) -> dict[str, Path]:
     """``patch_tables.md`` and ``patches_<model>.png`` for every patch result below ``folder``."""
-    from advlab.attacks.patch import load_patch, slug
+    from advlab.attacks.patch_files import load_patch, slug
 
     folder = Path(folder)
     rows = [r for job in collect([folder]) for r in job.rows if r.get("patch_size") is not None]
