@@ -8,9 +8,9 @@ import json
 
 import pytest
 import torch
+from test_cli import advlab
 
 from advlab.run import run
-from test_cli import advlab
 
 
 def test_ddp_evaluation_matches_single_process(trained_cnn, make_cfg, tmp_path, mnist_dir):
@@ -30,7 +30,8 @@ def test_ddp_evaluation_matches_single_process(trained_cnn, make_cfg, tmp_path, 
     # offline wandb: every wandb folder kept under tmp_path, nothing sent anywhere
     wandb_env = {name: str(tmp_path / name) for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR")}
     result = advlab(
-        *common[:-1], "attack=[fgsm,pgd]", "attack.pgd.steps=3", "attack.pgd.step_size=0.1", "attack.pgd.eps=[0.3]", "logger=wandb",
+        *common[:-1], "attack=[fgsm,pgd]", "logger=wandb",
+        "attack.pgd.steps=3", "attack.pgd.step_size=0.1", "attack.pgd.eps=[0.3]",
         "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "+trainer.enable_progress_bar=false",
         cwd=workdir, data_dir=mnist_dir, env=wandb_env,
     )
