@@ -17,7 +17,7 @@ from advlab.config import CONF_DIR
 # advlab's launcher files are validated against the plugins' schemas of the same name (the CLI
 # silences Hydra's notice about it; compose() in a test does not go through the CLI)
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:.*validated against ConfigStore schema:UserWarning"
+    "ignore:(?s).*validated against ConfigStore schema:UserWarning"
 )
 
 
