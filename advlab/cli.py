@@ -8,7 +8,9 @@ sweep, and the command lists which jobs finished. Every job records how it ended
 
 SIGTERM: Lightning's trainer only sets a flag on it and then ends the loop with
 ``SIGTERMException``, a ``SystemExit`` whose status is 0 (and a one-batch evaluation never
-checks the flag). advlab installs its own handler for the whole command, which raises
+checks the flag). Hydra's job runner catches ``Exception`` only, so that ``SystemExit`` left the
+whole ``-m`` loop with status 0 and no record; outside the trainer the default action killed
+the process before anything was written. advlab installs its own handler for the whole command, which raises
 :class:`JobTerminated` wherever the job is; Lightning's trainer calls it after its own handler.
 """
 

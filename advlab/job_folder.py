@@ -49,7 +49,7 @@ JOB_FILES = (
     "patches",
 )
 HYDRA_FILES = (".hydra", "*.log")
-SWEEP_FILES = ("multirun.yaml", "summary*")
+SWEEP_FILES = ("multirun.yaml", "summary*", "seeds*")
 
 _claimed: set[str] = set()  # folders this process claimed and has not finished with
 
@@ -99,10 +99,21 @@ def _make_folder(folder: Path) -> None:
         raise _unwritable(folder, error) from None
 
 
+def _listed_files(folder: Path) -> list[Path]:
+    """The files a completed job's ``results.json`` lists (reports name their own files)."""
+    try:
+        listed = json.loads((folder / "results.json").read_text()).get("files") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    paths = [Path(p) for p in listed.values() if isinstance(p, str)] if isinstance(listed, dict) else []
+    return [p for p in paths if p.parent.resolve() == folder.resolve()]
+
+
 def remove_job_files(folder: Path) -> None:
-    """Delete what a previous job wrote into ``folder`` (overwrite=true): its results, figures,
-    weights, checkpoints, logger folders, ``.hydra/`` and job log. Other files stay."""
-    for path in _entries(folder, JOB_FILES + HYDRA_FILES):
+    """Delete what a previous job wrote into ``folder`` (overwrite=true): the files its
+    ``results.json`` lists, its results, figures, weights, checkpoints, logger folders,
+    ``.hydra/`` and job log. Other files stay."""
+    for path in _listed_files(folder) + _entries(folder, JOB_FILES + HYDRA_FILES):
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
@@ -201,9 +212,8 @@ class ClaimJobFolder(Callback):
     folder that is taken or unwritable stops the command with one line and exit status 2."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._claim(
-            lambda: claim(config.hydra.run.dir, config.get("overwrite", False), {"task_name": config.get("task_name")})
-        )
+        about = {"task_name": config.get("task_name"), "overrides": list(config.hydra.overrides.task)}
+        self._claim(lambda: claim(config.hydra.run.dir, config.get("overwrite", False), about))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._claim(lambda: claim_sweep(config.hydra.sweep.dir, config.get("overwrite", False)))

@@ -6,7 +6,7 @@ fails before any training), build the data, prepare the models the defense asks 
 them clean and under attack, print the table, then write ``results.csv``, ``results.md``, the
 figures and last ``results.json`` with ``status: completed``. A job that stops early records
 ``failed``, ``terminated`` (SIGTERM) or ``interrupted`` there instead.
-Experiment tracking wraps the training and evaluation (:func:`advlab.tracking.track_job`): one
+Experiment tracking wraps everything after the claim (:func:`advlab.tracking.track_job`): one
 wandb run per job, and the results logged to every configured logger once they are written.
 """
 
@@ -30,7 +30,7 @@ from advlab.job_folder import claim, finish
 from advlab.pipeline.defended import prepare_models
 from advlab.pipeline.evaluate import build_attacks, evaluate_models
 from advlab.pipeline.per_image import PerImage, predict_per_image
-from advlab.pipeline.preflight import check_seed, preflight
+from advlab.pipeline.preflight import check_seed, check_wandb, preflight
 from advlab.reports.jobs import result_rows
 from advlab.reports.plots import plot_accuracy_vs_eps, plot_examples
 from advlab.reports.tables import accuracy_table
@@ -76,7 +76,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     about = {"task_name": cfg.get("task_name"), "overrides": job_overrides()}
     out_dir = claim(cfg.paths.output_dir, cfg.get("overwrite", False), about)
     try:
-        results = _checked_run(cfg, out_dir)
+        check_wandb(cfg)  # before the tracked part opens the wandb run (online without a key would hang)
+        results = _tracked_run(cfg, out_dir)
     except BaseException as error:  # SIGTERM and Ctrl-C too: the folder must say how the job ended
         finish(out_dir, error, about)
         raise
@@ -84,20 +85,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
-def _checked_run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+@track_job
+def _tracked_run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     started = time.time()
     version = code_version()
     L.seed_everything(check_seed(cfg.get("seed", 0)), workers=True, verbose=False)
     attacks = build_attacks(cfg)
     datamodule = instantiate(cfg.data)
     preflight(cfg, attacks, datamodule)
-    return _tracked_run(cfg, out_dir, attacks, datamodule, started, version)
-
-
-@track_job
-def _tracked_run(
-    cfg: DictConfig, out_dir: Path, attacks: dict[str, Any], datamodule: Any, started: float, version: str | None
-) -> dict[str, Any]:
     models, training = prepare_models(cfg, datamodule)
     evaluation, examples, is_global_zero = evaluate_models(cfg, models, attacks, datamodule)
 

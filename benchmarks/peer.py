@@ -169,8 +169,8 @@ def workloads(
             # as the evaluation runs it: logits a step carries (eps 0) spare that forward;
             # fgsm-sweep-plain forwards every eps (what the evaluation did before)
             return [
-                step.logits.argmax(1)
-                if reuse and step.logits is not None
+                step.adv_logits.argmax(1)
+                if reuse and step.adv_logits is not None
                 else predict(model, step.x_adv)
                 for step in attack.sweep(model, x, y)
             ]

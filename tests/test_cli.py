@@ -54,7 +54,7 @@ def log_says(folder: Path, text: str) -> Callable[[], bool]:
 
 
 # QUICK with the progress lines on (the tests below wait for them)
-LINES = [o for o in QUICK if "enable_progress_bar" not in o] + ["trainer.progress_bar=lines", "logger=none"]
+LINES = [o for o in QUICK if "enable_progress_bar" not in o] + ["callbacks.progress_bar=lines", "logger=none"]
 
 
 def test_help_lists_config_groups(tmp_path):
@@ -63,6 +63,8 @@ def test_help_lists_config_groups(tmp_path):
     for group in ("attack:", "data:", "defense:", "experiment:", "logger:", "model:", "trainer:", "paths:"):
         assert group in result.stdout
     assert "paper_mnist_fgsm" in result.stdout
+    # the examples quote lists, which zsh would otherwise expand (and fail on)
+    assert "advlab -m 'attack.fgsm.eps=[0.1],[0.3]'" in result.stdout and " attack.fgsm.eps=[" not in result.stdout
 
 
 def test_two_value_multirun_sweep(tmp_path, mnist_dir):

@@ -116,7 +116,7 @@ def test_python_defaults_are_the_config_defaults():
 
     from advlab.config import CONF_DIR
 
-    node = OmegaConf.load(CONF_DIR / "attack" / "cw.yaml").cw
+    node = OmegaConf.load(CONF_DIR / "attack" / "cw.yaml")  # "# @package attack.cw": flat keys
     for function in (CarliniWagnerL2.__init__, cw):
         defaults = {k: p.default for k, p in inspect.signature(function).parameters.items() if p.default is not p.empty}
         assert {k: node[k] for k in defaults if k in node} == {k: v for k, v in defaults.items() if k in node}

@@ -56,3 +56,28 @@ def test_missing_dataset_names_folder_and_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(MNIST, "download", offline)
     with pytest.raises(AdvlabError, match="download failed: URLError"):
         MNISTDataModule(data_dir=str(tmp_path), download=True).setup("test")
+
+
+def test_resident_batches_equal_the_dataloader_batches(mnist_dir):
+    """Same seed, same batches in the same order, on every epoch: the resident loader draws the
+    DataLoader's random numbers, so switching data.resident never changes a training run."""
+    from advlab.data.mnist import ResidentBatches
+
+    kwargs = {"data_dir": str(mnist_dir), "download": False, "batch_size": 7, "train_subset": 50, "val_subset": 20}
+    resident = MNISTDataModule(**kwargs)
+    loader = MNISTDataModule(**kwargs, resident=False)
+    assert isinstance(resident.train_dataloader(), ResidentBatches)
+    for split in ("train_dataloader", "val_dataloader"):
+        torch.manual_seed(0)
+        expected = [batch for _ in range(2) for batch in getattr(loader, split)()]
+        torch.manual_seed(0)
+        got = [batch for _ in range(2) for batch in getattr(resident, split)()]
+        assert len(got) == len(expected) and len(getattr(resident, split)()) == len(getattr(loader, split)())
+        for (x, y), (x_ref, y_ref) in zip(got, expected, strict=True):
+            assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+    torch.manual_seed(1)
+    list(loader.train_dataloader())
+    after_loader = torch.rand(1)
+    torch.manual_seed(1)
+    list(resident.train_dataloader())
+    assert torch.equal(torch.rand(1), after_loader), "the global generator is left as the DataLoader leaves it"

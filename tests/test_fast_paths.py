@@ -69,9 +69,9 @@ def test_fgsm_eps0_logits_are_the_forward(batch):
     x, y = batch
     model = tiny_cnn()
     steps = list(FGSM(eps=[0.0, 0.1]).sweep(model, x, y))
-    assert steps[0].logits is not None and steps[1].logits is None
+    assert steps[0].adv_logits is not None and steps[1].adv_logits is None
     with torch.no_grad():
-        assert torch.allclose(steps[0].logits, model(x), atol=1e-6)
+        assert torch.allclose(steps[0].adv_logits, model(x), atol=1e-6)
     assert torch.equal(steps[0].x_adv, x)
 
 

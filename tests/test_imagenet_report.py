@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import make_folder, module
 from hydra import compose, initialize_config_dir
 from matplotlib.image import imread
 from torch import nn
@@ -20,7 +21,6 @@ from advlab.models import NormalizedClassifier
 from advlab.pipeline.per_image import predict_per_image
 from advlab.reports.extras import top5_report
 from advlab.run import run
-from helpers import make_folder, module
 
 
 def experiment_cfg(tmp_path: Path, data_dir: Path, *overrides: str):

@@ -44,12 +44,14 @@ def rates(model, images, labels, pixels, target, num_classes, attack):
 def test_training_raises_the_target_rate_on_the_mnist_cnn(trained_cnn, mnist_test):
     x, y = mnist_test
     torch.manual_seed(0)
-    attack = PatchAttack(target=3, patch_size=14, epochs=1, batch_size=64, placements=2, optimizer=partial(torch.optim.Adam, lr=0.1))
+    # four passes over 1 920 images: one was enough on the machine this test was written on, and
+    # stopped short of the bar here (0.173 against 0.183; two passes 0.182)
+    attack = PatchAttack(target=3, patch_size=14, epochs=4, batch_size=64, placements=2, optimizer=partial(torch.optim.Adam, lr=0.1))
     grey = torch.full((1, 14, 14), 0.5)  # the untrained patch: tanh(0) → mid-grey
     before = rates(trained_cnn, x[9000:9500], y[9000:9500], grey, 3, 10, attack)
     pixels, history = fit(trained_cnn, x[:1920], attack, 3, 14)
     after = rates(trained_cnn, x[9000:9500], y[9000:9500], pixels, 3, 10, attack)
-    assert len(history) == 1 and history[0]["loss"] > 0 and 0 <= history[0]["target_rate"] <= 1
+    assert len(history) == 4 and history[0]["loss"] > 0 and 0 <= history[0]["target_rate"] <= 1
     assert after["target_rate"] > 2 * before["target_rate"] + 0.05, (before, after)
     assert after["target_top5_rate"] > before["target_top5_rate"]
     assert after["n_images"] == int((y[9000:9500] != 3).sum())

@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import QUICK
+from helpers import eps_results, make_job, read_csv
 
 from advlab.errors import AdvlabError
 from advlab.reports.jobs import parse_override
 from advlab.reports.summary import write_summary
-from conftest import QUICK
-from helpers import eps_results, make_job, read_csv
 
 COMMON = ["trainer.max_epochs=1", "+trainer.enable_progress_bar=false"]
 

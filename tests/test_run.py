@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -96,7 +97,9 @@ def _old_job(folder: Path) -> None:
     (folder / "checkpoints" / "undefended" / "last.ckpt").write_bytes(b"old")
     (folder / ".hydra").mkdir()
     (folder / ".hydra" / "overrides.yaml").write_text("- old=1\n")
-    (folder / "results.json").write_text(json.dumps({"status": "completed", "old": True}))
+    listed = {"comparison_md": str(folder / "comparison.md"), "elsewhere": str(folder.parent / "keep.md")}
+    (folder / "results.json").write_text(json.dumps({"status": "completed", "old": True, "files": listed}))
+    (folder / "comparison.md").write_text("old")  # a report's file, known from the list
     for name in ("results.md", "results.csv", "accuracy_vs_eps.png", "undefended.pt", "cli.log"):
         (folder / name).write_text("old")
     (folder / "notes.txt").write_text("the user's own file")
@@ -218,6 +221,22 @@ def test_online_wandb_without_a_key_fails_at_once(make_cfg, monkeypatch, tmp_pat
         run(make_cfg("logger=wandb", "logger.wandb.offline=false"))
     assert time.monotonic() - started < 20
     assert not (tmp_path / "run" / "wandb").exists()
+
+
+def test_the_table_is_printed_before_the_figures_are_drawn(make_cfg, monkeypatch, capsys):
+    import advlab.run
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no display")
+
+    monkeypatch.setattr(advlab.run, "plot_accuracy_vs_eps", broken)
+    cfg = make_cfg("attack.fgsm.eps=[0.1]", "logger=none")
+    with pytest.raises(RuntimeError, match="no display"):
+        run(cfg)
+    assert re.search(r"\| undefended \|\s+fgsm \|\s+0.1 \|", capsys.readouterr().out)
+    out = Path(cfg.paths.output_dir)
+    assert json.loads((out / "results.json").read_text())["status"] == "failed"
+    assert (out / "results.csv").is_file()  # the numbers are on disk too
 
 
 # --- what the files look like -------------------------------------------------------------------

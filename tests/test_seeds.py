@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import eps_results, make_job, read_csv
 from omegaconf import OmegaConf
 
 from advlab.errors import AdvlabError
 from advlab.reports.cli import SweepReport
 from advlab.reports.paper import compare_folders
 from advlab.reports.seeds import declared_seeds, write_seeds
-from helpers import eps_results, make_job, read_csv
 
 # top-1 accuracy at eps 0.1 / 0.3 per (defense, seed); distillation's seed 2 failed
 ACC = {

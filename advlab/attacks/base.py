@@ -26,7 +26,7 @@ mutates them, leaves no gradient on the model's parameters and restores the mode
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,7 @@ __all__ = [
     "AttackStep",
     "BoundedAttack",
     "eval_mode",
+    "model_mode",
     "input_gradient",
     "pixel_budget",
     "require_gradients",
@@ -62,9 +63,11 @@ class AttackStep:
         success: per image, whether the attack reached its goal (attacks that decide this
             themselves, e.g. CW with its confidence margin); ``None`` otherwise.
         l2: per image, the L2 distance of the success (``inf`` where it failed), with ``success``.
-        logits: the model's logits at ``x_adv`` (eval mode) when the attack computed them anyway
-            (FGSM at eps 0: its gradient's forward), so the evaluator skips that forward;
-            ``None`` otherwise.
+        logits: the logits this step's gradient was taken at, set only by attacks in the
+            reference protocol's train mode (a fresh dropout mask per forward): the public code's
+            "prediction before the attack" for this budget.
+        adv_logits: the model's logits at ``x_adv`` in eval mode when the attack computed them
+            anyway (FGSM at eps 0: its gradient's forward), so the evaluator skips that forward.
     """
 
     eps: float | None
@@ -73,6 +76,7 @@ class AttackStep:
     success: torch.Tensor | None = None
     l2: torch.Tensor | None = None
     logits: torch.Tensor | None = None
+    adv_logits: torch.Tensor | None = None
 
 
 def pixel_budget(model: nn.Module, eps: float, unit: str, like: torch.Tensor) -> torch.Tensor | float:
@@ -90,17 +94,38 @@ def pixel_budget(model: nn.Module, eps: float, unit: str, like: torch.Tensor) ->
     return eps * std.to(device=like.device, dtype=like.dtype)
 
 
+# "train" exists only to reproduce a defect of the code behind the paper's §VI (the reference
+# protocol, PROTOCOLS.md §VI, docs/reference_protocol.md): it never calls model.eval(), so its
+# attacks and predictions run with dropout on. Every correct evaluation uses "eval".
+MODEL_MODES = ("eval", "train")
+
+
+def check_model_mode(mode: str) -> str:
+    if mode not in MODEL_MODES:
+        raise AdvlabError(
+            f"unknown model_mode {mode!r}: use 'eval' (correct) or 'train' (the reference protocol's defect)"
+        )
+    return mode
+
+
 @contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Run the attack in eval mode (no dropout noise, frozen batch-norm statistics) and put every
-    submodule back in the mode it was in, even one the caller had set differently."""
+def model_mode(model: nn.Module, mode: str = "eval") -> Iterator[nn.Module]:
+    """Run with the whole model in ``mode`` and put every submodule back in the mode it was in,
+    even one the caller had set differently. ``eval``: no dropout noise, frozen batch-norm
+    statistics. ``train``: the reference protocol's defect (dropout on, fresh masks per forward)."""
     modes = [(module, module.training) for module in model.modules()]
-    model.eval()
+    model.train(check_model_mode(mode) == "train")
     try:
         yield model
     finally:
         for module, training in modes:
             module.training = training
+
+
+def eval_mode(model: nn.Module) -> AbstractContextManager[nn.Module]:
+    """Run the attack in eval mode (no dropout noise, frozen batch-norm statistics) and restore
+    every submodule's mode afterwards."""
+    return model_mode(model, "eval")
 
 
 def require_gradients() -> None:
@@ -118,8 +143,10 @@ def input_gradient(
     loss: str = "ce",
     temperature: float = 1.0,
     targeted: bool = False,
+    mode: str = "eval",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(∇x Σ loss, logits)`` at ``x`` with the model in eval mode.
+    """``(∇x Σ loss, logits)`` at ``x`` with the model in eval mode (``mode="train"``: the
+    reference protocol's dropout-on forward, see :func:`model_mode`).
 
     The loss is summed over the batch, so each sample's gradient is its own and does not shrink
     with the batch size. ``torch.autograd.grad`` asks for the input's gradient only: parameters'
@@ -127,7 +154,7 @@ def input_gradient(
     """
     require_gradients()
     x_var = x.detach().requires_grad_(True)  # a new leaf on x's storage: no copy, x is never written
-    with torch.enable_grad(), eval_mode(model):
+    with torch.enable_grad(), model_mode(model, mode):
         logits = model(x_var)
         objective = attack_loss(logits, y, loss, temperature, targeted).sum()
         (grad,) = torch.autograd.grad(objective, x_var)
@@ -150,13 +177,16 @@ class Attack:
     Args:
         targeted: ``y`` holds target classes instead of true labels.
         max_samples: evaluate this attack on the first N test images only (``None``: all).
+        model_mode: ``eval``; ``train`` only for the reference protocol (:data:`MODEL_MODES`),
+            supported by attacks that pass it on to :func:`input_gradient` (FGSM).
     """
 
     name = "attack"
     norm = "linf"
 
-    def __init__(self, targeted: bool = False, max_samples: int | None = None):
+    def __init__(self, targeted: bool = False, max_samples: int | None = None, model_mode: str = "eval"):
         self.targeted = bool(targeted)
+        self.model_mode = check_model_mode(model_mode)
         # evaluate on the first N test images only (a compute budget); the result rows state n
         self.max_samples = None if max_samples is None else check_count(max_samples, "max_samples", 1000)
         self.eps_values: Sequence[float | None] = [None]
@@ -181,7 +211,15 @@ class Attack:
 
     def settings(self) -> dict[str, Any]:
         """What a results table must state about this attack."""
-        return {"attack": self.name, "norm": self.norm, "targeted": self.targeted, "max_samples": self.max_samples}
+        return {
+            "attack": self.name, "norm": self.norm, "targeted": self.targeted, "max_samples": self.max_samples,
+            **self._mode_setting(),
+        }
+
+    def _mode_setting(self) -> dict[str, str]:
+        # stated only for the reference protocol's train mode: eval-mode results keep the
+        # settings they always had
+        return {"model_mode": self.model_mode} if self.model_mode != "eval" else {}
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in {"eps": self.eps, **self.settings()}.items() if k != "attack")
@@ -205,8 +243,9 @@ class BoundedAttack(Attack):
         temperature: float = 1.0,
         max_samples: int | None = None,
         norm: str | None = None,
+        model_mode: str = "eval",
     ):
-        super().__init__(targeted, max_samples)
+        super().__init__(targeted, max_samples, model_mode)
         self.norm = check_norm(norm or self.norm)
         self.eps_unit = check_eps_unit(eps_unit)
         self.eps_values: list[float]
@@ -232,4 +271,5 @@ class BoundedAttack(Attack):
             "loss": self.loss,
             "temperature": self.temperature,
             "max_samples": self.max_samples,
+            **self._mode_setting(),
         }

@@ -3,7 +3,11 @@
 ``x_adv = x + eps · sign(∇x loss)``, then clamped to [0, 1] unless ``clamp=False``. The gradient
 does not depend on eps, so a list of budgets costs one forward and one backward pass; where a
 budget leaves the image as it is (eps 0), the gradient's forward already gave its logits and the
-step carries them, so the evaluator does not run that forward again.
+step carries them (``adv_logits``), so the evaluator does not run that forward again.
+
+Under the reference protocol's defect (``model_mode="train"``, docs/reference_protocol.md) every
+forward draws fresh dropout masks, so the public code's gradient differs per eps: there the
+gradient is recomputed for every eps, as that code does.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ class FGSM(BoundedAttack):
     name = "fgsm"
 
     def sweep(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[AttackStep]:
-        grad, logits = input_gradient(model, x, y, self.loss, self.temperature, self.targeted)
+        if self.model_mode == "train":
+            yield from self._sweep_per_eps(model, x, y)
+            return
+        grad, clean_logits = input_gradient(model, x, y, self.loss, self.temperature, self.targeted)
         zero_grad = zero_gradient_mask(grad)
         direction = grad.sign()
         x = x.detach()
@@ -40,7 +47,17 @@ class FGSM(BoundedAttack):
             x_adv = x + pixel_budget(model, eps, self.eps_unit, x) * direction
             x_adv = x_adv.clamp_(0.0, 1.0) if self.clamp else x_adv  # x_adv is a fresh tensor: clamp in place
             unchanged = eps == 0 and torch.equal(x_adv, x)
-            yield AttackStep(eps, x_adv, zero_grad=zero_grad, logits=logits if unchanged else None)
+            yield AttackStep(eps, x_adv, zero_grad=zero_grad, adv_logits=clean_logits if unchanged else None)
+
+    def _sweep_per_eps(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[AttackStep]:
+        """The reference protocol: one dropout-on forward and backward per eps; each step carries
+        that forward's logits (the public code's "initial prediction" for this eps)."""
+        x = x.detach()
+        for eps in self.eps_values:
+            grad, logits = input_gradient(model, x, y, self.loss, self.temperature, self.targeted, "train")
+            x_adv = x + pixel_budget(model, eps, self.eps_unit, x) * grad.sign()
+            x_adv = x_adv.clamp(0.0, 1.0) if self.clamp else x_adv
+            yield AttackStep(eps, x_adv, zero_grad=zero_gradient_mask(grad), logits=logits)
 
     def strength(self, eps: float | None) -> int | None:
         return 1

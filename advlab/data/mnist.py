@@ -4,10 +4,17 @@ The 60 000 training images are split, with a seeded generator, into 50 000 for t
 10 000 for validation; the 10 000 test images are the test set. MNIST is 200 MB as float32, so
 the tensors stay in memory and the loaders run in the main process: no worker start-up, no
 per-batch inter-process copies.
+
+With ``resident=True`` (the default) the training and validation batches are slices of tensors
+kept on the training device (:class:`ResidentBatches`), without a DataLoader: at batch size 1
+(the reference protocol) the DataLoader's per-sample indexing and collation would cost more than
+the network (BENCHMARKS.md, batch-1 training). Its shuffle draws the same random numbers as the
+DataLoader's, so both give the same batches in the same order for the same seed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -62,10 +69,46 @@ def _missing(raw: Path, why: str) -> AdvlabError:
     )
 
 
+class ResidentBatches:
+    """``(images, labels)`` batches sliced from whole tensors (on the training device).
+
+    Each pass shuffles (if asked) with a permutation drawn exactly as a ``DataLoader`` over a
+    ``RandomSampler`` draws it from torch's global generator (one draw for the loader's base
+    seed, one for the sampler's generator), so a seeded run sees the same batches either way.
+    The epoch's shuffled copy is made once; batches are views of it.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool):
+        self.images, self.labels = images, labels
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # Lazy: nothing is drawn until the first batch is asked for (Lightning calls iter() once
+        # just to check the loader is iterable).
+        _draw_seed()  # the DataLoader iterator's base seed
+        images, labels = self.images, self.labels
+        if self.shuffle:  # RandomSampler: a generator seeded from the global one, then randperm
+            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(_draw_seed()))
+            order = order.to(labels.device)
+            images, labels = images[order], labels[order]
+        for start in range(0, len(labels), self.batch_size):
+            yield images[start : start + self.batch_size], labels[start : start + self.batch_size]
+
+
+def _draw_seed() -> int:
+    return int(torch.empty((), dtype=torch.int64).random_().item())
+
+
 class MNISTDataModule(L.LightningDataModule):
     """Seeded 50 000/10 000 train/validation split, the official test set for testing.
 
     ``*_subset`` keep the first N samples of a split (tests and quick runs); ``None`` keeps all.
+    ``resident``: training and validation batches sliced from tensors on the training device
+    (:class:`ResidentBatches`; a DataLoader under multi-process training, which shards it).
     """
 
     num_classes = 10
@@ -83,6 +126,7 @@ class MNISTDataModule(L.LightningDataModule):
         train_subset: int | None = None,
         val_subset: int | None = None,
         test_subset: int | None = None,
+        resident: bool = True,
     ):
         super().__init__()
         for name, value in {"batch_size": batch_size, "eval_batch_size": eval_batch_size}.items():
@@ -97,7 +141,9 @@ class MNISTDataModule(L.LightningDataModule):
         self.split_seed = int(split_seed)
         self.download = download
         self.subsets = {"train": train_subset, "val": val_subset, "test": test_subset}
+        self.resident = bool(resident)
         self.datasets: dict[str, torch.utils.data.Dataset] = {}
+        self._resident: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def prepare_data(self) -> None:
         # Runs once per node before setup(): downloads (if needed) without building tensors twice.
@@ -134,11 +180,38 @@ class MNISTDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+    def _resident_loader(self, name: str, batch_size: int, shuffle: bool) -> DataLoader | ResidentBatches:
+        trainer = self.trainer
+        if not self.resident or (trainer is not None and trainer.world_size > 1):
+            return self._loader(name, batch_size, shuffle)
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        key = (name, str(device))
+        if key not in self._resident:
+            dataset = self._split(name)
+            indices = torch.as_tensor(_indices(dataset))
+            images, labels = _base(dataset).tensors
+            self._resident[key] = (images[indices].to(device), labels[indices].to(device))
+        return ResidentBatches(*self._resident[key], batch_size, shuffle)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
+    def train_dataloader(self) -> DataLoader | ResidentBatches:
+        return self._resident_loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | ResidentBatches:
+        return self._resident_loader("val", self.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.eval_batch_size, shuffle=False)
+
+
+def _indices(dataset: torch.utils.data.Dataset) -> list[int]:
+    """Positions in the underlying TensorDataset of a (nested) Subset's items, in order."""
+    if isinstance(dataset, Subset):
+        inner = _indices(dataset.dataset)
+        return [inner[i] for i in dataset.indices]
+    return list(range(len(dataset)))
+
+
+def _base(dataset: torch.utils.data.Dataset) -> TensorDataset:
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return dataset

@@ -24,10 +24,22 @@ from torch import nn
 
 from advlab.attacks.base import eval_mode
 from advlab.attacks.losses import check_temperature
+from advlab.errors import AdvlabError
 
 
 def check_distillation_temperature(temperature: float) -> float:
     return check_temperature(temperature, "defense.temperature", "e.g. defense.temperature=100 (the paper's T)")
+
+
+STUDENT_LABELS = ("soft", "hard")
+
+
+def check_student_labels(labels: str) -> str:
+    """``soft`` (distillation) or ``hard``: the reference protocol's defect, where the public
+    code's soft-label assignment is a no-op and its student learns the true labels at T."""
+    if labels not in STUDENT_LABELS:
+        raise AdvlabError(f"defense.student_labels must be 'soft' or 'hard' (the reference's defect), got {labels!r}")
+    return labels
 
 
 def soft_labels(teacher: nn.Module, x: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -58,8 +70,14 @@ class DefensiveDistillation:
     name = "distillation"
     deployed_temperature = 1.0
 
-    def __init__(self, temperature: float = 100.0):
+    def __init__(self, temperature: float = 100.0, student_labels: str = "soft"):
         self.temperature = check_distillation_temperature(temperature)
+        self.student_labels = check_student_labels(student_labels)
 
     def describe(self) -> dict[str, object]:
-        return {"defense": self.name, "temperature": self.temperature, "deployed_temperature": self.deployed_temperature}
+        described: dict[str, object] = {
+            "defense": self.name, "temperature": self.temperature, "deployed_temperature": self.deployed_temperature,
+        }
+        if self.student_labels != "soft":  # stated only for the reference's defect
+            described["student_labels"] = self.student_labels
+        return described

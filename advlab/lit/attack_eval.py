@@ -20,7 +20,7 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.aggregation import CatMetric, MaxMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from advlab.attacks.base import Attack, AttackStep
+from advlab.attacks.base import Attack, AttackStep, check_model_mode, model_mode
 from advlab.errors import AdvlabError
 from advlab.lit.precision import FirstCallTimer, compile_model, to_channels_last, without_autocast
 
@@ -84,6 +84,24 @@ class _Tally(nn.Module):
         return row
 
 
+def check_model_modes(attacks: Mapping[str, Attack], mode: str) -> str:
+    """``mode`` (``evaluation.model_mode``) when every attack runs its gradients in that mode too."""
+    mode = check_model_mode(mode)
+    for name, attack in attacks.items():
+        if getattr(attack, "model_mode", "eval") != mode:
+            raise AdvlabError(
+                f"attack.{name}.model_mode is {getattr(attack, 'model_mode', 'eval')!r} but evaluation.model_mode is "
+                f"{mode!r}: set both alike (only FGSM has a train mode, for the reference protocol)"
+            )
+    return mode
+
+
+def _counted_wrong(logits: torch.Tensor, labels: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor:
+    """Labels under which the rows in ``wrong`` count as misclassified (top-1 and top-5): their
+    label becomes the class with the lowest logit, which no top-k with k < classes contains."""
+    return torch.where(wrong, logits.argmin(dim=1), labels)
+
+
 class AttackEvaluation(L.LightningModule):
     """Clean and adversarial top-1/top-5 accuracy of ``model`` for every attack and eps.
 
@@ -116,8 +134,16 @@ class AttackEvaluation(L.LightningModule):
         channels_last: bool = False,
         attack_autocast: bool = False,
         compile: bool = False,
+        model_mode: str = "eval",
+        clean_wrong_counts_wrong: bool = False,
     ):
         super().__init__()
+        # The reference protocol's two evaluation defects (docs/reference_protocol.md), off by
+        # default: predictions in train mode (dropout on), and images misclassified before the
+        # attack counted wrong whatever the attacked prediction (the public code attacks only
+        # the others).
+        self.model_mode = check_model_modes(attacks, model_mode)
+        self.clean_wrong_counts_wrong = bool(clean_wrong_counts_wrong)
         # speed knobs (advlab.lit.precision): channels_last layout; attacks in fp32 unless
         # attack_autocast lets them share the trainer's autocast (trainer.precision=bf16-mixed)
         self.channels_last = bool(channels_last)
@@ -196,7 +222,8 @@ class AttackEvaluation(L.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> None:
         x, labels = batch
         x = to_channels_last(x) if self.channels_last else x
-        logits = self.model(x)
+        with model_mode(self.model, self.model_mode):
+            logits = self.model(x)
         self.clean.update(logits, labels)
         keep = batch_idx == 0 and self.global_rank == 0 and self.example_count > 0
         if keep:
@@ -220,9 +247,18 @@ class AttackEvaluation(L.LightningModule):
             for index, step in enumerate(steps):
                 eps, x_adv = step.eps, step.x_adv
                 cell = cast(_Tally, self.cells[self._key(name, index)])
-                # logits the attack already computed at x_adv (FGSM at eps 0) spare a forward
-                adv_logits = step.logits if step.logits is not None else self.model(x_adv)
-                cell.update(adv_logits, ys)
+                if step.adv_logits is not None and self.model_mode == "eval":
+                    adv_logits = step.adv_logits  # the attack already ran this forward (FGSM, eps 0)
+                else:
+                    with model_mode(self.model, self.model_mode):
+                        adv_logits = self.model(x_adv)
+                if self.clean_wrong_counts_wrong:
+                    # the prediction before this eps's attack: the attack's own forward when it
+                    # made one (train mode draws fresh masks per eps), else the clean forward
+                    before = step.logits if step.logits is not None else logits[:count]
+                    cell.update(adv_logits, _counted_wrong(adv_logits, ys, before.argmax(1) != ys))
+                else:
+                    cell.update(adv_logits, ys)
                 cell.max_linf.update((x_adv - xs).abs().amax())
                 if attack.norm == "l2":
                     cell.max_l2.update((x_adv - xs).flatten(1).norm(dim=1).amax())

@@ -56,6 +56,7 @@ def distillation(
     temperature: float = 100.0,
     compare_undefended: bool = True,
     evaluate_teacher: bool = False,
+    student_labels: str = "soft",
     name: str = "distillation",
 ) -> tuple[Models, dict[str, Any]]:
     """Defensive distillation (``defense=distillation``, PROTOCOLS.md §VI).
@@ -65,9 +66,11 @@ def distillation(
     ``defense.student.model.checkpoint``, then no teacher is needed), deployed at T = 1 as
     ``distilled``. With ``defense.compare_undefended`` the undefended model (``model``,
     ``training``) is fitted too, for the side-by-side tables; ``defense.evaluate_teacher`` adds
-    the teacher itself.
+    the teacher itself. ``student_labels=hard`` is the reference protocol's defect
+    (docs/reference_protocol.md): the student learns the true labels at T and no teacher is trained.
     """
-    defense = DefensiveDistillation(temperature)  # T <= 0 fails here, before any training
+    # T <= 0 or unknown student labels fail here, before any training
+    defense = DefensiveDistillation(temperature, student_labels)
     models: Models = {}
     info: dict[str, Any] = {}
     if compare_undefended:
@@ -76,7 +79,9 @@ def distillation(
 
     common = {"temperature": defense.temperature}
     teacher_model, teacher_info = None, None
-    if not student.model.get("checkpoint") or evaluate_teacher:
+    # a student on hard labels (the reference's defect) never reads a teacher: none is trained
+    needs_teacher = not student.model.get("checkpoint") and defense.student_labels == "soft"
+    if needs_teacher or evaluate_teacher:
         teacher_model, teacher_info = _fit_stage(
             "teacher",
             cfg,
@@ -90,8 +95,8 @@ def distillation(
         log.info("distillation: student loaded from %s, teacher not needed", student.model.checkpoint)
         factory: Any = None
     else:
-        assert teacher_model is not None  # fitted above: the student needs its soft labels
-        factory = partial(DistillationModule, teacher=teacher_model)
+        # fitted above when the student needs its soft labels
+        factory = partial(DistillationModule, teacher=teacher_model, labels=defense.student_labels)
     student_model, student_info = _fit_stage(
         "student",
         cfg,

@@ -60,6 +60,8 @@ def evaluate_models(
             channels_last=evaluation.get("channels_last", False),
             attack_autocast=evaluation.get("attack_autocast", False),
             compile=evaluation.get("compile", False),
+            model_mode=evaluation.get("model_mode", "eval"),
+            clean_wrong_counts_wrong=evaluation.get("clean_wrong_counts_wrong", False),
         )
         # inference_mode=False: Lightning's default would forbid the attacks' input gradients.
         # The module splits the test set across processes itself, without padding duplicates.

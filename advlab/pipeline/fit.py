@@ -67,6 +67,7 @@ def fit_classifier(
         scheduler=instantiate(training_cfg.scheduler) if training_cfg.get("scheduler") else None,
         monitor=training_cfg.get("monitor", "val/loss"),
         temperature=temperature,
+        **({"validation_mode": training_cfg.validation_mode} if training_cfg.get("validation_mode") else {}),
     )
     history = LossHistory()
     checkpoints = ModelCheckpoint(

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from advlab.attacks.base import Attack, eval_mode
+from advlab.attacks.base import BoundedAttack, eval_mode
 from advlab.config import instantiate
 from advlab.errors import AdvlabError
 from advlab.reports.plots import class_label
@@ -80,15 +80,16 @@ def top_k(model: nn.Module, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torc
     return confidences, classes, probabilities
 
 
-def build_attack(cfg: DictConfig, name: str) -> Attack:
+def build_attack(cfg: DictConfig, name: str, eps: float | None = None) -> BoundedAttack:
+    """The selected attack ``name``, at the single budget ``eps`` when given."""
     nodes = cfg.get("attack") or {}
     if name not in nodes:
         raise AdvlabError(
             f"evaluation.per_image.attack={name!r} is not a selected attack ({', '.join(map(str, nodes)) or 'none'}): "
             "select it (attack=...) or set evaluation.per_image.attack=null"
         )
-    attack = instantiate(nodes[name])
-    if not isinstance(attack, Attack):
+    attack = instantiate(nodes[name], **({} if eps is None else {"eps": eps}))
+    if not isinstance(attack, BoundedAttack):  # one budget at a time: an eps-ball attack
         raise AdvlabError(
             f"evaluation.per_image.attack={name!r} is not a per-batch attack: use one such as fgsm or pgd"
         )
@@ -121,7 +122,7 @@ def predict_per_image(
     attack_name, eps, k = settings.get("attack"), float(settings.get("eps", 0.0)), int(settings.get("k", 5))
     images, labels, files = pick_images(report_dataset(datamodule), indices)
     class_names = list(getattr(datamodule, "class_names", None) or [])
-    attack = build_attack(cfg, attack_name) if attack_name else None
+    attack = build_attack(cfg, attack_name, eps) if attack_name else None
     found: dict[str, PerImage] = {}
     for label, model in models.items():
         names = class_names or list(getattr(model, "class_names", None) or [])
@@ -129,7 +130,8 @@ def predict_per_image(
         x, y = images.to(device), labels.to(device)
         conditions: list[tuple[str, float | None, torch.Tensor]] = [("clean", None, x)]
         if attack is not None:
-            conditions.append((str(attack_name), eps, attack.perturb(model, x, y, eps)))
+            adversarial = cast(torch.Tensor, attack(model, x, y))  # built with one eps: one tensor
+            conditions.append((str(attack_name), eps, adversarial))
         output = found[label] = PerImage()
         for condition, budget, inputs in conditions:
             output.images[(condition, budget)] = inputs.detach().cpu()

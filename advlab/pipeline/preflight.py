@@ -20,7 +20,9 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from advlab.attacks.base import Attack
 from advlab.errors import AdvlabError
+from advlab.lit.attack_eval import check_model_modes
 from advlab.pipeline.per_image import check_per_image, report_dataset
 
 
@@ -119,23 +121,26 @@ def check_wandb(cfg: DictConfig, timeout: float = 3.0) -> None:
 
 def check_attacks(cfg: DictConfig, attacks: Mapping[str, Any], datamodule: L.LightningDataModule) -> None:
     """A patch is trained before it is measured: check its targets, sizes and files against the
-    data (class names, image size) now, not after the models are trained."""
+    data (class names, image size) now, not after the models are trained. Attacks and evaluation
+    agree on the model mode (the reference protocol's train mode)."""
     from advlab.attacks.patch import PatchAttack
     from advlab.pipeline.patch import preflight_patch
 
+    per_batch = {name: attack for name, attack in attacks.items() if isinstance(attack, Attack)}
+    check_model_modes(per_batch, (cfg.get("evaluation") or {}).get("model_mode", "eval"))
     for name, attack in attacks.items():
         if isinstance(attack, PatchAttack):
             preflight_patch(cfg, name, attack, datamodule)
 
 
 def preflight(cfg: DictConfig, attacks: Mapping[str, Any], datamodule: L.LightningDataModule) -> None:
-    """Every check that needs no model, before any training."""
+    """Every check that needs no model, before any training (:func:`check_wandb` runs earlier,
+    before the job's wandb run is opened)."""
     from advlab.diagnostics import thresholds
 
     thresholds((cfg.get("evaluation") or {}).get("diagnostics"))  # read after the evaluation: check its keys now
     check_accelerator(cfg)
     check_epochs(cfg)
-    check_wandb(cfg)
     check_target(cfg, datamodule)
     check_per_image(cfg, datamodule)
     check_attacks(cfg, attacks, datamodule)

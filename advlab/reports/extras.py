@@ -71,11 +71,14 @@ def comparison_report(
     )
     percent = {f"{label}_{key}" for label in labels for key in (metric, "zero_grad_share") if is_percent(key)}
     markdown = f"{title}\n\n{format_table(table, columns, headers, percent)}\n{_warnings_text(results)}"
-    return {
+    files = {
         f"{name}_md": write_text(out_dir / f"{name}.md", markdown),
         f"{name}_csv": write_csv(out_dir / f"{name}.csv", table),
-        f"{name}_plot": plot_accuracy_vs_eps(rows, out_dir / f"{name}.png", metric=metric),
     }
+    plot = plot_accuracy_vs_eps(rows, out_dir / f"{name}.png", metric=metric)
+    if plot is not None:
+        files[f"{name}_plot"] = plot
+    return files
 
 
 def _pick(rows: Sequence[Mapping[str, Any]], label: str, column: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -124,7 +127,8 @@ def robustness_report(
     if not columns:
         raise AdvlabError("robustness report needs columns: a list of {header, attack, eps, metric}")
     rows = result_rows(results)
-    table, notes = [], {}
+    table: list[dict[str, Any]] = []
+    notes: dict[str, str] = {}
     for label, entry in results.get("models", {}).items():
         line: dict[str, Any] = {"model": label, "defense": entry.get("defense")}
         temperature = (entry.get("training") or {}).get("temperature")

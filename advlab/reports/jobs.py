@@ -84,8 +84,9 @@ class Job:
         if self.error:
             return self.error
         if self.status == "running":
-            started = (self.results or {}).get("started")
-            where = ", ".join(f"{k} {self.results[k]}" for k in ("host", "pid") if (self.results or {}).get(k))
+            record = self.results or {}
+            started = record.get("started")
+            where = ", ".join(f"{k} {record[k]}" for k in ("host", "pid") if record.get(k))
             return f"still running, or killed without a trace (started {started or '?'}{', ' + where if where else ''})"
         return "no error recorded"
 
@@ -127,7 +128,7 @@ def find_job_folders(folder: Path) -> list[Path]:
 
 def _load_list(path: Path) -> list[str] | None:
     try:
-        return [str(o) for o in OmegaConf.load(path)]  # type: ignore[union-attr]
+        return [str(o) for o in OmegaConf.load(path)]
     except Exception:  # a damaged file: the caller falls back
         return None
 

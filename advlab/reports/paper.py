@@ -108,16 +108,19 @@ def compare(
         lines.append(
             {
                 "eps": eps,
-                "paper correct": correct,
-                "paper acc": correct / table.test_images,
-                "public run acc": table.public_run[eps],
-                "advlab acc %": mean_std(measured, "top1_acc") if measured else None,
-                "advlab n": measured.get("n"),
+                "paper_correct": correct,
+                "paper_acc": correct / table.test_images,
+                "public_run_acc": table.public_run[eps],
+                "advlab_acc": mean_std(measured, "top1_acc") if measured else None,
+                "advlab_n": measured.get("n"),
             }
         )
     columns = list(lines[0])
-    body = format_table(lines, columns, percent={"paper acc", "public run acc"})
-    seeds_line = f"advlab: {len(seeds)} seed(s) ({', '.join(seeds)}), mean ± sample std where n > 1."
+    body = format_table(lines, columns)
+    if seeds == ["default"]:
+        seeds_line = "advlab: one run (no seed=… override)."
+    else:
+        seeds_line = f"advlab: {len(seeds)} seed(s) ({', '.join(seeds)}), mean ± sample std where n > 1."
     return f"Table {table.name}, model {model!r}. {scale_note(table, rows, done, model)}\n{seeds_line}\n\n{body}"
 
 

@@ -5,6 +5,7 @@ top-5 bar panels and the grid of trained patches."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,7 +72,7 @@ def plot_vs(
             values.sort()
             xs, ys, spreads = zip(*values)
             (line,) = axes.plot(xs, ys, marker="o", label=label or None)
-            if any(s == s for s in spreads):  # NaN (no std: one seed) leaves a gap in the band
+            if not all(math.isnan(s) for s in spreads):  # NaN (no std: one seed) leaves a gap in the band
                 low = [y - s for y, s in zip(ys, spreads)]
                 high = [y + s for y, s in zip(ys, spreads)]
                 axes.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)

@@ -154,7 +154,7 @@ def seed_rows(groups: Sequence[SeedGroup]) -> tuple[list[dict[str, Any]], list[s
     shared = [dict(map(parse_override, g.overrides)) for g in groups]
     keys = list(dict.fromkeys(k for mine in shared for k in mine))
     varying = [k for k in keys if len({mine.get(k) for mine in shared}) > 1]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for group, mine in zip(groups, shared):
         missing = group.missing()
         base: dict[str, Any] = {f"{k} (override)" if k in IDENTITY else k: mine.get(k) for k in varying}
@@ -204,7 +204,7 @@ def _heading(groups: Sequence[SeedGroup]) -> str:
 
 
 def _missing_lines(groups: Sequence[SeedGroup]) -> list[str]:
-    lines = []
+    lines: list[str] = []
     for group in groups:
         overrides = " ".join(group.overrides) or "(no other overrides)"
         lines.extend(f"- [{overrides}] seed {seed}: {why}" for seed, why in group.missing().items())

@@ -22,7 +22,7 @@ from advlab.reports.plots import plot_vs
 from advlab.reports.tables import format_table
 
 # The x axes rows are plotted against, and the metrics plotted against each.
-PLOTS = {
+PLOTS: dict[str, dict[str, tuple[str, ...]]] = {
     "eps": {"accuracy": ("top1_acc", "top5_acc"), "error": ("top1_err", "top5_err")},
     "patch_size": {"patch_success": ("top1_rate", "top5_rate", "target_rate")},
 }
