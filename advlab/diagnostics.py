@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from advlab.autoattack_checks import autoattack_warnings
 from advlab.errors import AdvlabError
 
 
@@ -189,6 +190,7 @@ def masking_warnings(
         *_zero_gradient(model, attacks, limits),
         *_weaker_beats_stronger(model, attacks, limits),
         *_no_fall(model, evaluation, limits),
+        *autoattack_warnings(model, attacks),
     ]
 
 

@@ -25,7 +25,7 @@ mutates them, leaves no gradient on the model's parameters and restores the mode
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +68,8 @@ class AttackStep:
             "prediction before the attack" for this budget.
         adv_logits: the model's logits at ``x_adv`` in eval mode when the attack computed them
             anyway (FGSM at eps 0: its gradient's forward), so the evaluator skips that forward.
+        extras: per-image values the attack reports itself, summed into its result rows as
+            ``total / n`` under the same key (AutoAttack: robust after each component, sanity flags).
     """
 
     eps: float | None
@@ -77,6 +79,7 @@ class AttackStep:
     l2: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     adv_logits: torch.Tensor | None = None
+    extras: Mapping[str, torch.Tensor] | None = None
 
 
 def pixel_budget(model: nn.Module, eps: float, unit: str, like: torch.Tensor) -> torch.Tensor | float:

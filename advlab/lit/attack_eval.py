@@ -51,6 +51,9 @@ class _Tally(nn.Module):
         self.success_total = SumMetric()
         self.success_l2 = CatMetric()
         self.updated: set[str] = set()  # which optional tallies were fed, so compute() skips the rest
+        # per-image values an attack step reports itself (AttackStep.extras), summed here;
+        # single-process only (not reduced under DDP)
+        self.extras: dict[str, float] = {}
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         self.accuracy.update(logits, labels)
@@ -265,6 +268,8 @@ class AttackEvaluation(L.LightningModule):
                     cell.updated.add("l2")
                 if step.success is not None and step.l2 is not None:
                     cell.update_success(step.success, step.l2, correct)
+                for key, values in (step.extras or {}).items():
+                    cell.extras[key] = cell.extras.get(key, 0.0) + float(values.float().sum())
                 if step.zero_grad is not None:
                     cell.zero_grad_count.update(step.zero_grad.float().sum())
                     cell.updated.add("zero_grad")
@@ -301,6 +306,7 @@ class AttackEvaluation(L.LightningModule):
                 row["zero_grad_share"] = (
                     float(cell.zero_grad_count.compute()) / n if "zero_grad" in cell.updated else None
                 )
+                row.update({key: total / n for key, total in cell.extras.items()})
                 if "targeted_hits" in cell.updated:
                     row["target_rate"] = float(cell.targeted_hits.compute()) / n
                 if "l2" in cell.updated:

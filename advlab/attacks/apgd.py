@@ -1,0 +1,355 @@
+"""Auto-PGD (Croce & Hein, ICML 2020): PGD without a step size to tune.
+
+Per image, from a random start in the eps ball:
+
+- the first step has length ``η = 2ε``; later steps mix the projected gradient step ``z`` with the
+  last move: ``x ← P(x + α(z − x) + (1 − α)(x − x_prev))``, ``α = 0.75`` (momentum);
+- at checkpoints ``w_j = ⌈p_j N⌉`` (``p_0 = 0``, ``p_1 = 0.22``,
+  ``p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)``) the step is halved and the iterate restarts
+  from the best point found so far when either (1) the loss rose in fewer than ``ρ = 0.75`` of the
+  steps since the last checkpoint, or (2) neither the step nor the best loss changed since then;
+- the best point (highest loss) is kept per image, and the first misclassified point found wins.
+
+Losses: ``ce`` and the difference-of-logits ratio ``dlr`` (invariant to shifting and scaling the
+logits, so a saturated softmax cannot hide the gradient). ``targets = k > 0`` is APGD-T: one run
+against each of the k classes ranked just below the true one by the clean logits, with the
+targeted DLR (or CE) loss; an image counts as broken as soon as it is misclassified.
+
+Images already misclassified drop out of the batch (only the robust ones keep costing
+gradients). L∞ and L2, ``restarts`` runs from fresh random starts, seeded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advlab.attacks.base import AttackStep, BoundedAttack, eval_mode, require_gradients, zero_gradient_mask
+from advlab.attacks.checks import check_count, check_norm
+from advlab.attacks.pgd import _per_sample_l2, _random_start
+from advlab.errors import AdvlabError
+
+APGD_LOSSES = ("ce", "dlr")
+MOMENTUM = 0.75  # α: weight of the new gradient step against the last move
+RHO = 0.75  # condition 1: share of steps that must raise the loss between checkpoints
+
+
+def check_apgd_loss(loss: str) -> str:
+    if loss not in APGD_LOSSES:
+        raise AdvlabError(f"unknown APGD loss {loss!r}: use 'ce' or 'dlr'")
+    return loss
+
+
+def dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample DLR loss to maximise. Untargeted: ``−(z_y − max_{i≠y} z_i) / (z_π1 − z_π3)``;
+    targeted at ``t``: ``−(z_y − z_t) / (z_π1 − (z_π3 + z_π4) / 2)`` (π: logits sorted, descending)."""
+    z = logits.float()
+    ranked = z.sort(dim=1, descending=True).values
+    true = z.gather(1, y[:, None]).squeeze(1)
+    if target is None:
+        other = z.scatter(1, y[:, None], float("-inf")).amax(dim=1)
+        return -(true - other) / (ranked[:, 0] - ranked[:, 2] + 1e-12)
+    aimed = z.gather(1, target[:, None]).squeeze(1)
+    return -(true - aimed) / (ranked[:, 0] - 0.5 * (ranked[:, 2] + ranked[:, 3]) + 1e-12)
+
+
+def apgd_loss(logits: torch.Tensor, y: torch.Tensor, loss: str, target: torch.Tensor | None) -> torch.Tensor:
+    if loss == "dlr":
+        return dlr_loss(logits, y, target)
+    if target is None:
+        return F.cross_entropy(logits.float(), y, reduction="none")
+    return -F.cross_entropy(logits.float(), target, reduction="none")
+
+
+def checkpoints(steps: int) -> list[int]:
+    """The iterations ``w_1 < w_2 < …`` (≤ steps) at which the step size is reconsidered."""
+    p_prev, p = 0.0, 0.22
+    points: list[int] = []
+    while p <= 1.0:
+        w = math.ceil(p * steps)
+        if w > (points[-1] if points else 0):
+            points.append(w)
+        p_prev, p = p, p + max(p - p_prev - 0.03, 0.06)
+    return points
+
+
+def _view(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask.view(-1, *([1] * (like.dim() - 1)))
+
+
+def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    delta = x_adv - x
+    if norm == "linf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        delta = delta * (eps / _per_sample_l2(delta).clamp_min(1e-12)).clamp(max=1.0)
+    return (x + delta).clamp(0.0, 1.0)
+
+
+def _direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    return grad.sign() if norm == "linf" else grad / _per_sample_l2(grad).clamp_min(1e-12)
+
+
+def apgd_run(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    norm: str = "linf",
+    loss: str = "ce",
+    steps: int = 100,
+    target: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One APGD run, model already in eval mode. Returns ``(x_adv, fooled, zero_grad)``: per image
+    the first misclassified point found, else the highest-loss point; whether it is misclassified;
+    whether the first input gradient was exactly zero."""
+    x = x.detach()
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+
+    def loss_and_grad(points: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        var = points.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            logits = model(var)
+            values = apgd_loss(logits, y[idx], loss, None if target is None else target[idx])
+            (grad,) = torch.autograd.grad(values.sum(), var)
+        return values.detach(), grad.detach(), logits.detach().argmax(1) != y[idx]
+
+    out = x.clone()
+    fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    idx = torch.arange(len(x), device=x.device)
+    x_cur = _project(x + _random_start(x, eps, norm, generator), x, eps, norm)
+    loss_cur, grad, hit = loss_and_grad(x_cur, idx)
+    zero_grad = zero_gradient_mask(grad)
+    out.copy_(x_cur)
+    best, loss_best, grad_best = x_cur.clone(), loss_cur.clone(), grad.clone()
+    x_prev = x_cur.clone()
+    eta = torch.full((len(x),), 2.0 * eps, device=x.device, dtype=x.dtype)
+    rises = torch.zeros(len(x), device=x.device)
+    eta_ck, best_ck = eta.clone(), loss_best.clone()
+    marks, last_mark = set(checkpoints(steps)), 0
+    state = [
+        x_cur,
+        x_prev,
+        loss_cur,
+        grad,
+        best,
+        loss_best,
+        grad_best,
+        eta,
+        rises,
+        eta_ck,
+        best_ck,
+    ]
+
+    for k in range(steps + 1):
+        # images misclassified at the point just evaluated are done: keep that point, drop them
+        if bool(hit.any()):
+            out[idx[hit]] = state[0][hit]
+            fooled[idx[hit]] = True
+            idx, state = idx[~hit], [t[~hit] for t in state]
+        if len(idx) == 0 or k == steps:
+            break
+        (
+            x_cur,
+            x_prev,
+            loss_cur,
+            grad,
+            best,
+            loss_best,
+            grad_best,
+            eta,
+            rises,
+            eta_ck,
+            best_ck,
+        ) = state
+        x0 = x[idx]
+        z = _project(x_cur + _view(eta, x_cur) * _direction(grad, norm), x0, eps, norm)
+        if k > 0:
+            z = _project(
+                x_cur + MOMENTUM * (z - x_cur) + (1 - MOMENTUM) * (x_cur - x_prev),
+                x0,
+                eps,
+                norm,
+            )
+        loss_new, grad_new, hit = loss_and_grad(z, idx)
+        rises = rises + (loss_new > loss_cur).float()
+        better = loss_new > loss_best
+        best = torch.where(_view(better, z), z, best)
+        grad_best = torch.where(_view(better, z), grad_new, grad_best)
+        loss_best = torch.where(better, loss_new, loss_best)
+        x_prev, x_cur, loss_cur, grad = x_cur, z, loss_new, grad_new
+        if k + 1 in marks:
+            length = k + 1 - last_mark
+            halve = (rises < RHO * length) | ((eta_ck == eta) & (best_ck == loss_best))
+            eta_ck, best_ck = eta.clone(), loss_best.clone()
+            eta = torch.where(halve, eta / 2, eta)
+            # the halved ones restart from their best point, without momentum; the fooled test
+            # below still looks at z, the point just evaluated
+            mask = _view(halve & ~hit, x_cur)
+            x_cur = torch.where(mask, best, x_cur)
+            x_prev = torch.where(mask, x_cur, x_prev)
+            grad = torch.where(mask, grad_best, grad)
+            loss_cur = torch.where(halve & ~hit, loss_best, loss_cur)
+            rises = torch.zeros_like(rises)
+            last_mark = k + 1
+        # a fooled image must be stored at z, which is x_cur unless it was restarted (excluded above)
+        state = [
+            x_cur,
+            x_prev,
+            loss_cur,
+            grad,
+            best,
+            loss_best,
+            grad_best,
+            eta,
+            rises,
+            eta_ck,
+            best_ck,
+        ]
+    if len(idx):
+        out[idx] = state[4]  # the highest-loss point of the images never misclassified
+    return out, fooled, zero_grad
+
+
+def top_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int) -> list[torch.Tensor]:
+    """The classes ranked 2nd … (k+1)-th by the clean logits, excluding the true class: APGD-T's targets."""
+    with torch.no_grad():
+        logits = model(x).float()
+    ranked = logits.scatter(1, y[:, None], float("-inf")).argsort(dim=1, descending=True)
+    k = min(k, logits.shape[1] - 1)
+    return [ranked[:, i] for i in range(k)]
+
+
+def apgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    norm: str = "linf",
+    loss: str = "ce",
+    steps: int = 100,
+    restarts: int = 1,
+    targets: int = 0,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """APGD (``targets=0``) or APGD-T (``targets=k``) with restarts, each run only on the images
+    not yet broken. Returns ``(x_adv, fooled, zero_grad)`` like :func:`apgd_run`."""
+    require_gradients()
+    norm = check_norm(norm)
+    loss = check_apgd_loss(loss)
+    generator = torch.Generator().manual_seed(int(seed))
+    x, y = x.detach(), y.detach()
+    with eval_mode(model):
+        classes = model(x[:1]).shape[1] if len(x) else 10
+        if loss == "dlr" and classes < (4 if targets else 3):
+            raise AdvlabError(
+                f"the DLR loss needs at least {4 if targets else 3} classes, the model has {classes}: use loss=ce"
+            )
+        out, fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        zero_grad = None
+        aims: list[torch.Tensor | None] = list(top_targets(model, x, y, targets)) if targets else [None]
+        for aim in aims:
+            for _ in range(restarts):
+                todo = (~fooled).nonzero().flatten()
+                if len(todo) == 0:
+                    break
+                found, hit, zeros = apgd_run(
+                    model,
+                    x[todo],
+                    y[todo],
+                    eps,
+                    norm=norm,
+                    loss=loss,
+                    steps=steps,
+                    target=None if aim is None else aim[todo],
+                    generator=generator,
+                )
+                if zero_grad is None:
+                    zero_grad = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+                    zero_grad[todo] = zeros
+                # unbroken images keep the highest-loss point of their first run; broken ones their adversarial
+                update = hit | (out[todo] == x[todo]).flatten(1).all(dim=1)
+                out[todo[update]] = found[update]
+                fooled[todo[hit]] = True
+    if zero_grad is None:
+        zero_grad = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    return out, fooled, zero_grad
+
+
+class APGD(BoundedAttack):
+    """Config-built APGD: ``APGD(eps=0.3, loss="dlr", targets=9)(model, x, y)`` is APGD-T.
+
+    Args:
+        eps: budget or list of budgets ([0, 1] pixel units; an L2 radius for ``norm=l2``).
+        norm: ``linf`` or ``l2``.
+        loss: ``ce`` or ``dlr``.
+        steps: iterations per run (AutoAttack: 100).
+        restarts: runs per target (fresh random starts), each on the images not yet broken.
+        targets: 0 for untargeted; k for APGD-T against the top-k other classes (9 for 10 classes).
+            ``y`` is always the true label: the attack aims at misclassification either way.
+        seed: seeds the random starts.
+        max_samples: attack the first N test images only.
+    """
+
+    name = "apgd"
+
+    def __init__(
+        self,
+        eps: float | Sequence[float] = 0.3,
+        norm: str = "linf",
+        loss: str = "ce",
+        steps: int = 100,
+        restarts: int = 1,
+        targets: int = 0,
+        seed: int = 0,
+        eps_unit: str = "pixel",
+        clamp: bool = True,
+        max_samples: int | None = None,
+    ):
+        super().__init__(eps, eps_unit, clamp, False, "ce", 1.0, max_samples, norm=norm)
+        if self.eps_unit != "pixel" or not self.clamp:
+            raise AdvlabError("APGD works on [0, 1] images in pixel units: set eps_unit=pixel and clamp=true")
+        self.loss = check_apgd_loss(loss)
+        self.steps = check_count(steps, "steps", 100)
+        self.restarts = check_count(restarts, "restarts", 1)
+        if int(targets) < 0 or int(targets) != targets:
+            raise AdvlabError(f"targets must be an integer >= 0, got {targets!r}: 0 (untargeted) or 9 (APGD-T)")
+        self.targets = int(targets)
+        self.seed = int(seed)
+
+    def strength(self, eps: float | None) -> int | None:
+        """Gradient steps per image: steps × restarts, for each target of APGD-T."""
+        return self.steps * self.restarts * max(1, self.targets)
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> AttackStep:
+        x_adv, _, zero_grad = apgd(
+            model,
+            x,
+            y,
+            eps,
+            norm=self.norm,
+            loss=self.loss,
+            steps=self.steps,
+            restarts=self.restarts,
+            targets=self.targets,
+            seed=self.seed,
+        )
+        return AttackStep(eps, x_adv, zero_grad=zero_grad)
+
+    def settings(self) -> dict[str, object]:
+        return {
+            **super().settings(),
+            "temperature": None,
+            "norm": self.norm,
+            "steps": self.steps,
+            "restarts": self.restarts,
+            "targets": self.targets,
+            "seed": self.seed,
+        }
