@@ -139,16 +139,13 @@ def test_nothing_is_sent_anywhere(sweep):
 def test_each_job_is_one_offline_wandb_run_in_its_folder(sweep):
     folder = sweep["folder"]
     runs = {}
-    # job 2 (eps=-1) is refused by the checks that run before tracking starts: no wandb run at all
-    assert not (folder / "2" / "wandb").exists()
-    assert json.loads((folder / "2" / "results.json").read_text())["status"] == "failed"
-    for job in ("0", "1"):
+    for job in ("0", "1", "2"):
         [run_dir] = (folder / job / "wandb").glob("offline-run-*")
         [log_file] = run_dir.glob("run-*.wandb")
         runs[job] = read_wandb_records(log_file)
         assert f"wandb sync {run_dir}" in sweep["result"].stderr  # how to upload it later
     ids = {job: only(records, "run").run_id for job, records in runs.items()}
-    assert len(set(ids.values())) == 2  # a fresh run per job
+    assert len(set(ids.values())) == 3  # a fresh run per job
     for job, records in runs.items():
         run = only(records, "run")
         assert run.run_group == f"advlab_{folder.name}"  # one group per sweep: its folder's name
@@ -157,7 +154,7 @@ def test_each_job_is_one_offline_wandb_run_in_its_folder(sweep):
         config = {item.key: json.loads(item.value_json) for item in run.config.update}
         assert config["data"]["train_subset"] == 256 and config["paths"]["output_dir"] == str(folder / job)
         assert f"attack.fgsm.eps={['[0.1,0.3]', '[0.2]', '[-1]'][int(job)]}" in config["overrides"]
-        assert only(records, "exit").exit_code == 0
+        assert only(records, "exit").exit_code == (1 if job == "2" else 0)
 
     results = json.loads((folder / "0" / "results.json").read_text())
     entry = results["models"]["undefended"]
@@ -173,6 +170,8 @@ def test_each_job_is_one_offline_wandb_run_in_its_folder(sweep):
     summaries = {item.key: json.loads(item.value_json) for r in runs["0"] if r.WhichOneof("record_type") == "summary" for item in r.summary.update}
     assert summaries["undefended/clean/top1_acc"] == pytest.approx(entry["evaluation"]["clean"]["top1_acc"])
     assert summaries["undefended/fgsm/top1_acc@eps=0.3"] == pytest.approx(rows[1]["top1_acc"])
+    failed = {item.key: json.loads(item.value_json) for r in runs["2"] if r.WhichOneof("record_type") == "summary" for item in r.summary.update}
+    assert failed["error"].startswith("AdvlabError: eps must be >= 0, got -1")
 
 
 def test_tensorboard_event_files_hold_the_logged_scalars(sweep):
