@@ -11,7 +11,7 @@ ifneq ($(wildcard ../shared/datasets/MNIST/raw),)
 export ADVLAB_DATA_DIR ?= $(abspath ../shared/datasets)
 endif
 
-.PHONY: install demo test test-all lint paper clean
+.PHONY: install demo test test-all lint paper bench clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,15 @@ lint: install
 # The full-size paper experiments (long on a CPU).
 paper: install
 	$(BIN)/advlab experiment=paper_mnist_fgsm
+
+# advlab against torchattacks and its fast paths against the plain ones, each in one process
+# (BENCHMARKS.md). torchattacks pins an old requests: installed without its pins, with what it
+# really imports. Reports go to outputs/bench/.
+bench: install
+	$(BIN)/python -m pip install scipy tqdm
+	$(BIN)/python -m pip install --no-deps 'torchattacks>=3.5'
+	$(BIN)/python benchmarks/peer.py --out outputs/bench/peer.md
+	$(BIN)/python benchmarks/fast_paths.py --out outputs/bench/fast_paths.md
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -16,20 +16,27 @@ the process before anything was written. advlab installs its own handler for the
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
 import traceback
+import warnings
+from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning  # noqa: F401  (imported before Hydra configures logging, so that config applies to it)
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from advlab.config import CONF_DIR
 from advlab.errors import AdvlabError, JobTerminated, one_line
 
 log = logging.getLogger("advlab")
+# advlab's launcher configs (conf/hydra/launcher/) are complete files named like the plugins'
+# schemas, which Hydra then validates them against, with a deprecation notice on every launch.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema")
 _exit_status = 0
 _jobs: list[dict[str, Any]] = []  # the jobs of this command as they end: number, overrides, folder, status
 _terminating = False
@@ -106,6 +113,31 @@ def terminated_summary(jobs: list[dict[str, Any]], multirun: bool) -> str:
         own = " ".join(o for o in job["overrides"] if o not in common)
         lines.append(f"  job {job['num']}: {job['status']:<10} {own}  ({job['folder']})")
     return "\n".join(lines)
+
+
+def exit_status_of(record: dict[str, Any]) -> int:
+    """The exit status a job's ``results.json`` record stands for (the rules at the top)."""
+    status = record.get("status")
+    if status == "terminated":
+        return JobTerminated.exit_status
+    if status == "failed":  # AdvlabError and its subclasses are bad input, the rest unexpected
+        return 2 if str(record.get("error", "")).split(":")[0] in {"AdvlabError", "FolderInUse"} else 1
+    return 0
+
+
+class SweepExitStatus(Callback):
+    """Hydra callback: jobs that ran in other processes (``hydra/launcher=joblib``, submitit) cannot
+    set this process's exit status, so it is read back from their ``results.json`` when the sweep
+    ends; a job that failed there makes the command fail as it would have in-process."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global _exit_status
+        for path in sorted(Path(str(config.hydra.sweep.dir)).glob("*/results.json")):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            _exit_status = max(_exit_status, exit_status_of(record))
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

@@ -24,8 +24,6 @@ import argparse
 import shlex
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -33,6 +31,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import load_note, seconds_per_call  # noqa: E402
 
 from advlab.attacks import FGSM  # noqa: E402
 from advlab.io import write_text  # noqa: E402
@@ -56,22 +57,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
     return parser.parse_args(argv)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def images_per_second(step: Callable[[], object], batch: int, iters: int, warmup: int, device: torch.device) -> float:
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        step()
-    synchronize(device)
-    return batch * iters / (time.perf_counter() - start)
 
 
 def measure(name: str, mode: str, args: argparse.Namespace, device: torch.device) -> dict[str, object]:
@@ -102,11 +87,9 @@ def measure(name: str, mode: str, args: argparse.Namespace, device: torch.device
             attack(model, x, y)
 
     steps = {"forward": forward, "fwd_bwd": forward_backward, "fgsm": fgsm}
-    rates: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(args.repeats):  # alternate, so drifting clocks hit every measurement alike
-        for key, step in steps.items():
-            rates[key].append(images_per_second(step, args.batch, args.iters, args.warmup, device))
-    median = {k: statistics.median(v) for k, v in rates.items()}
+    # rounds alternate between the three, so a drifting machine hits every measurement alike
+    seconds = seconds_per_call(steps, rounds=args.repeats, number=args.iters, warmup=args.warmup)
+    median = {k: args.batch / statistics.median(v) for k, v in seconds.items()}
     del model, x
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -133,8 +116,9 @@ def report(rows: list[dict[str, object]], args: argparse.Namespace, device: torc
         f"Command: `{command}`  \n"
         f"Machine: {machine(device)}; float32 matmul precision {torch.get_float32_matmul_precision()!r}, "
         f"cudnn.benchmark {torch.backends.cudnn.benchmark}.  \n"
-        f"Median of {args.repeats} rounds × {args.iters} timed iterations (after {args.warmup} warm-up) on one random "
-        f"batch; random weights. fp32 = float32; bf16-cl = bf16 autocast + channels_last."
+        f"Median of {args.repeats} rounds × {args.iters} timed iterations (after {args.warmup} warm-up; "
+        f"torch.utils.benchmark.Timer) on one random batch; random weights. fp32 = float32; "
+        f"bf16-cl = bf16 autocast + channels_last. {load_note()} at the end."
     )
     return f"## FGSM throughput\n\n{notes}\n\n{table}\n"
 

@@ -30,8 +30,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from torch.utils import benchmark
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import load_note  # noqa: E402
 
 from advlab.attacks.patch import frozen, paste_random, patch_objective, patch_pixels  # noqa: E402
 from advlab.lit.patch import PatchTraining  # noqa: E402
@@ -82,14 +86,16 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 def time_loop(step, batches, warmup: int, device: torch.device) -> float:
+    """Seconds for the timed batches (``torch.utils.benchmark.Timer``, which synchronizes CUDA)."""
     for batch in batches[:warmup]:
         step(batch)
-    synchronize(device)
-    start = time.perf_counter()
-    for batch in batches[warmup:]:
-        step(batch)
-    synchronize(device)
-    return time.perf_counter() - start
+    timed = batches[warmup:]
+
+    def loop() -> None:
+        for batch in timed:
+            step(batch)
+
+    return benchmark.Timer(stmt="loop()", globals={"loop": loop}, num_threads=torch.get_num_threads()).timeit(1).mean
 
 
 def baseline(model, batches, args, device, dtype) -> float:
@@ -118,7 +124,9 @@ def patch_torch(model, batches, args, device, dtype) -> float:
 
 
 class StepTimer(L.Callback):
-    """Wall time from the first timed batch to the end of the last one."""
+    """Wall time from the first timed batch to the end of the last one. (The timed window lies
+    inside ``trainer.fit``, which a ``torch.utils.benchmark.Timer`` statement cannot enclose
+    without timing Lightning's setup too; the callback reads the same clock.)"""
 
     def __init__(self, warmup: int, device: torch.device):
         self.warmup, self.device = warmup, device
@@ -173,7 +181,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         model.to(device)  # Lightning's teardown moved it back to the CPU
         for mode, seconds in (("baseline fwd+bwd", base), ("patch (torch)", plain), ("patch (lightning)", lit)):
             results.append({"precision": name, "loop": mode, "images_per_s": images / seconds, "vs_baseline": base / seconds})
-    header = f"{args.model}, {args.image_size} px, batch {args.batch_size}, patch {args.patch_size} px, {args.steps} timed steps after {args.warmup} — {machine(device)}"
+    header = f"{args.model}, {args.image_size} px, batch {args.batch_size}, patch {args.patch_size} px, {args.steps} timed steps after {args.warmup} — {machine(device)}; {load_note()}"
     print(header)
     print(f"| precision | loop | images/s | × baseline |\n|---|---|---:|---:|")
     for row in results:

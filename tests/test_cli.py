@@ -17,16 +17,20 @@ import pytest
 from conftest import QUICK
 
 
-def _env(cwd: Path, data_dir: Path | None) -> dict[str, str]:
-    env = {**os.environ, "ADVLAB_ROOT": str(cwd), "HYDRA_FULL_ERROR": "0"}
+def _env(cwd: Path, data_dir: Path | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, "ADVLAB_ROOT": str(cwd), "HYDRA_FULL_ERROR": "0", **(extra or {})}
     if data_dir is not None:
         env["ADVLAB_DATA_DIR"] = str(data_dir)
     return env
 
 
-def advlab(*args: str, cwd: Path, data_dir: Path | None = None) -> subprocess.CompletedProcess:
+def advlab(
+    *args: str, cwd: Path, data_dir: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "advlab", *args]
-    return subprocess.run(command, check=False, cwd=cwd, env=_env(cwd, data_dir), capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        command, check=False, cwd=cwd, env=_env(cwd, data_dir, env), capture_output=True, text=True, timeout=600
+    )
 
 
 def launch(*args: str, cwd: Path, data_dir: Path | None = None, name: str = "job") -> subprocess.Popen:

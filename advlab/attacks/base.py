@@ -66,6 +66,8 @@ class AttackStep:
         logits: the logits this step's gradient was taken at, set only by attacks in the
             reference protocol's train mode (a fresh dropout mask per forward): the public code's
             "prediction before the attack" for this budget.
+        adv_logits: the model's logits at ``x_adv`` in eval mode when the attack computed them
+            anyway (FGSM at eps 0: its gradient's forward), so the evaluator skips that forward.
         extras: per-image values the attack reports itself, summed into its result rows as
             ``total / n`` under the same key (AutoAttack: robust after each component, sanity flags).
     """
@@ -76,6 +78,7 @@ class AttackStep:
     success: torch.Tensor | None = None
     l2: torch.Tensor | None = None
     logits: torch.Tensor | None = None
+    adv_logits: torch.Tensor | None = None
     extras: Mapping[str, torch.Tensor] | None = None
 
 
@@ -153,7 +156,7 @@ def input_gradient(
     ``.grad`` stay as they were and no weight gradient is computed.
     """
     require_gradients()
-    x_var = x.detach().clone().requires_grad_(True)
+    x_var = x.detach().requires_grad_(True)  # a new leaf on x's storage: no copy, x is never written
     with torch.enable_grad(), model_mode(model, mode):
         logits = model(x_var)
         objective = attack_loss(logits, y, loss, temperature, targeted).sum()

@@ -1,7 +1,9 @@
 """Fast Gradient Sign Method (Goodfellow et al., 2015).
 
 ``x_adv = x + eps · sign(∇x loss)``, then clamped to [0, 1] unless ``clamp=False``. The gradient
-does not depend on eps, so a list of budgets costs one forward and one backward pass.
+does not depend on eps, so a list of budgets costs one forward and one backward pass; where a
+budget leaves the image as it is (eps 0), the gradient's forward already gave its logits and the
+step carries them (``adv_logits``), so the evaluator does not run that forward again.
 
 Under the reference protocol's defect (``model_mode="train"``, docs/reference_protocol.md) every
 forward draws fresh dropout masks, so the public code's gradient differs per eps: there the
@@ -37,13 +39,15 @@ class FGSM(BoundedAttack):
         if self.model_mode == "train":
             yield from self._sweep_per_eps(model, x, y)
             return
-        grad, _ = input_gradient(model, x, y, self.loss, self.temperature, self.targeted)
+        grad, clean_logits = input_gradient(model, x, y, self.loss, self.temperature, self.targeted)
         zero_grad = zero_gradient_mask(grad)
         direction = grad.sign()
         x = x.detach()
         for eps in self.eps_values:
             x_adv = x + pixel_budget(model, eps, self.eps_unit, x) * direction
-            yield AttackStep(eps, x_adv.clamp(0.0, 1.0) if self.clamp else x_adv, zero_grad=zero_grad)
+            x_adv = x_adv.clamp_(0.0, 1.0) if self.clamp else x_adv  # x_adv is a fresh tensor: clamp in place
+            unchanged = eps == 0 and torch.equal(x_adv, x)
+            yield AttackStep(eps, x_adv, zero_grad=zero_grad, adv_logits=clean_logits if unchanged else None)
 
     def _sweep_per_eps(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[AttackStep]:
         """The reference protocol: one dropout-on forward and backward per eps; each step carries

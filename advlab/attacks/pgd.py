@@ -7,6 +7,11 @@ keeps, per sample, the first adversarial found (else the iterate with the highes
 
 With ``steps=1``, ``random_start=False`` and ``step_size=eps`` (L∞) one step is exactly FGSM.
 
+Several eps and restarts can run as one batched computation (``max_batch``: images per
+forward/backward): the runs are packed restart by restart, each copy of the batch with its own
+budget, and folded in the same order as one at a time, so the result is the same; a restart is
+still skipped once every image of its eps is adversarial, unless it was already in the pack.
+
 The iterate lives in the unit eps is stated in: for ``eps_unit='normalized'`` a step of ``u`` in
 normalized space is a step of ``u · std`` in pixels (see :func:`pixel_budget`), so the ball, the
 projection and the step are those of the normalized image, for L∞ and L2 alike.
@@ -15,7 +20,7 @@ projection and the step are those of the normalized image, for L∞ and L2 alike
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -31,9 +36,10 @@ def _per_sample_l2(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.dim() - 1)))
 
 
-def _project(u: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+def _project(u: torch.Tensor, eps: torch.Tensor | float, norm: str) -> torch.Tensor:
+    """Onto the eps-ball; ``eps`` a number or one radius per sample (shaped to broadcast)."""
     if norm == "linf":
-        return u.clamp(-eps, eps)
+        return torch.clamp(u, -eps, eps) if isinstance(eps, torch.Tensor) else u.clamp(-eps, eps)
     length = _per_sample_l2(u)
     return u * (eps / length.clamp_min(1e-12)).clamp(max=1.0)
 
@@ -68,6 +74,8 @@ class PGD(BoundedAttack):
         eps_unit, clamp, targeted, loss, temperature: as for :class:`advlab.attacks.FGSM`.
         max_samples: evaluate this attack on the first N test images only (``None``: all), for
             budget-limited runs; the result rows state their ``n``.
+        max_batch: pack several (eps, restart) runs into one forward/backward of up to this many
+            images (at least one run); ``None`` runs them one at a time.
     """
 
     name = "pgd"
@@ -87,8 +95,10 @@ class PGD(BoundedAttack):
         loss: str = "ce",
         temperature: float = 1.0,
         max_samples: int | None = None,
+        max_batch: int | None = None,
     ):
         super().__init__(eps, eps_unit, clamp, targeted, loss, temperature, max_samples, norm=norm)
+        self.max_batch = None if max_batch is None else check_count(max_batch, "max_batch", 4096)
         self.steps = check_count(steps, "steps")
         self.restarts = check_count(restarts, "restarts", 5)
         if step_size is not None and not float(step_size) >= 0:
@@ -122,33 +132,91 @@ class PGD(BoundedAttack):
         return self.steps * (self.restarts if self.random_start else 1)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> AttackStep:
+        return self._attack(model, x, y, [eps])[0]
+
+    def sweep(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Iterator[AttackStep]:
+        yield from self._attack(model, x, y, self.eps_values)
+
+    def _attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, budgets: Sequence[float]) -> list[AttackStep]:
+        """Every (eps, restart) run, packed ``max_batch`` images at a time in restart-major order,
+        then folded per eps in restart order exactly as a loop over restarts would."""
         x = x.detach()
+        n = len(x)
         # scale maps the iterate u (eps units) to pixels: 1 for pixel units, std per channel else.
         scale = pixel_budget(model, 1.0, self.eps_unit, x)
-        step = self.step_for(eps)
-        generator = torch.Generator().manual_seed(self.seed)
-        best = best_loss = best_hit = None
-        zero_grad = None
+        # one generator per eps, seeded alike: the starts do not depend on the packing
+        generators = [torch.Generator().manual_seed(self.seed) for _ in budgets]
+        # without a random start every restart would repeat the first one exactly
+        restarts = self.restarts if self.random_start else 1
+        pending = [(r, i) for r in range(restarts) for i in range(len(budgets))]
+        per_pass = 1 if self.max_batch is None else max(1, self.max_batch // max(n, 1))
+        best: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = [None] * len(budgets)
+        zero_grad: list[torch.Tensor | None] = [None] * len(budgets)
+        done: set[int] = set()
         with eval_mode(model):
-            # without a random start every restart would repeat the first one exactly
-            for _ in range(self.restarts if self.random_start else 1):
-                u = _random_start(x, eps, self.norm, generator) if self.random_start else torch.zeros_like(x)
-                x_adv = self._to_image(x, u, scale)
-                u = (x_adv - x) / scale if self.clamp else u
-                for _ in range(self.steps):
-                    grad, _ = input_gradient(model, x_adv, y, self.loss, self.temperature, self.targeted)
-                    if zero_grad is None:
-                        zero_grad = zero_gradient_mask(grad)
-                    grad_u = grad * scale  # chain rule: the iterate is u, the image x + u·scale
-                    u = _project(u + step * self._direction(grad_u), eps, self.norm)
-                    x_adv = self._to_image(x, u, scale)
-                    # the clip to [0, 1] may shorten u: carry on from where the image really is
-                    u = (x_adv - x) / scale if self.clamp else u
-                best, best_loss, best_hit = self._keep_best(model, x_adv, y, best, best_loss, best_hit)
-                if bool(best_hit.all()):
-                    break
-        assert best is not None  # at least one restart ran
-        return AttackStep(eps, best, zero_grad=zero_grad)
+            while pending:
+                pack = [run for run in pending[:per_pass] if run[1] not in done]
+                pending = pending[per_pass:]
+                if not pack:
+                    continue
+                starts = [self._start(x, budgets[i], generators[i], scale) for _, i in pack]
+                x_adv, zero = self._run(model, x, y, starts, [budgets[i] for _, i in pack], scale)
+                for j, (r, i) in enumerate(pack):
+                    if i in done:  # an earlier restart in this pack already fooled every image
+                        continue
+                    rows = slice(j * n, (j + 1) * n)
+                    if r == 0:
+                        zero_grad[i] = zero[rows]
+                    if restarts == 1:  # nothing to choose between: skip the selecting forward
+                        best[i] = (x_adv[rows], torch.empty(0), torch.ones(n, dtype=torch.bool))
+                        continue
+                    kept = self._keep_best(model, x_adv[rows], y, *(best[i] or (None, None, None)))
+                    best[i] = kept
+                    if bool(kept[2].all()):
+                        done.add(i)
+        return [AttackStep(eps, run[0], zero_grad=mask) for eps, run, mask in zip(budgets, best, zero_grad) if run]
+
+    def _start(
+        self, x: torch.Tensor, eps: float, generator: torch.Generator, scale: torch.Tensor | float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(u, image)`` where one run starts: a random point of the ball (or 0), clipped to [0, 1]."""
+        u = _random_start(x, eps, self.norm, generator) if self.random_start else torch.zeros_like(x)
+        x_adv = self._to_image(x, u, scale)
+        # the clip to [0, 1] may shorten u: start from where the image really is
+        return ((x_adv - x) / scale if self.clamp else u), x_adv
+
+    def _run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        starts: list[tuple[torch.Tensor, torch.Tensor]],
+        budgets: list[float],
+        scale: torch.Tensor | float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``steps`` PGD steps for the runs stacked along the batch (one copy of x per run, each
+        with its own eps and step); returns the last iterates and the first gradients' zero mask."""
+        copies = len(starts)
+        shape = (-1, *([1] * (x.dim() - 1)))
+        x_all = x.repeat(copies, *([1] * (x.dim() - 1))) if copies > 1 else x
+        y_all = y.repeat(copies) if copies > 1 else y
+        eps = torch.tensor(budgets, dtype=x.dtype, device=x.device).repeat_interleave(len(x)).view(shape)
+        step = torch.tensor([self.step_for(e) for e in budgets], dtype=x.dtype, device=x.device)
+        step = step.repeat_interleave(len(x)).view(shape)
+        u = torch.cat([u for u, _ in starts]) if copies > 1 else starts[0][0]
+        x_adv = torch.cat([image for _, image in starts]) if copies > 1 else starts[0][1]
+        zero = None
+        for _ in range(self.steps):
+            grad, _ = input_gradient(model, x_adv, y_all, self.loss, self.temperature, self.targeted)
+            if zero is None:
+                zero = zero_gradient_mask(grad)
+            grad_u = grad * scale  # chain rule: the iterate is u, the image x + u·scale
+            u = _project(u + step * self._direction(grad_u), eps, self.norm)
+            x_adv = self._to_image(x_all, u, scale)
+            # the clip to [0, 1] may shorten u: carry on from where the image really is
+            u = (x_adv - x_all) / scale if self.clamp else u
+        assert zero is not None  # steps >= 1
+        return x_adv, zero
 
     def _direction(self, grad: torch.Tensor) -> torch.Tensor:
         if self.norm == "linf":

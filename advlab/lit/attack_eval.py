@@ -22,7 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from advlab.attacks.base import Attack, AttackStep, check_model_mode, model_mode
 from advlab.errors import AdvlabError
-from advlab.lit.precision import to_channels_last, without_autocast
+from advlab.lit.precision import FirstCallTimer, compile_model, to_channels_last, without_autocast
 
 
 def _accuracy_metrics(num_classes: int) -> MetricCollection:
@@ -136,6 +136,7 @@ class AttackEvaluation(L.LightningModule):
         datamodule: L.LightningDataModule | None = None,
         channels_last: bool = False,
         attack_autocast: bool = False,
+        compile: bool = False,
         model_mode: str = "eval",
         clean_wrong_counts_wrong: bool = False,
     ):
@@ -151,6 +152,9 @@ class AttackEvaluation(L.LightningModule):
         self.channels_last = bool(channels_last)
         self.attack_autocast = bool(attack_autocast)
         self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model
+        # torch.compile for long attacks; the first batches' times go to the log (compile cost)
+        self.compile_timer = FirstCallTimer("torch.compile") if compile else None
+        self.model = compile_model(self.model) if compile else self.model
         self.source = datamodule
         self.attacks = dict(attacks)
         self.num_classes = int(num_classes)
@@ -210,6 +214,14 @@ class AttackEvaluation(L.LightningModule):
         shift = torch.randint(1, self.num_classes, labels.shape, generator=generator).to(labels.device)
         return (labels + shift) % self.num_classes
 
+    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self.compile_timer is not None:
+            self.compile_timer.start()
+
+    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self.compile_timer is not None:
+            self.compile_timer.stop()
+
     def test_step(self, batch: Any, batch_idx: int) -> None:
         x, labels = batch
         x = to_channels_last(x) if self.channels_last else x
@@ -238,8 +250,11 @@ class AttackEvaluation(L.LightningModule):
             for index, step in enumerate(steps):
                 eps, x_adv = step.eps, step.x_adv
                 cell = cast(_Tally, self.cells[self._key(name, index)])
-                with model_mode(self.model, self.model_mode):
-                    adv_logits = self.model(x_adv)
+                if step.adv_logits is not None and self.model_mode == "eval":
+                    adv_logits = step.adv_logits  # the attack already ran this forward (FGSM, eps 0)
+                else:
+                    with model_mode(self.model, self.model_mode):
+                        adv_logits = self.model(x_adv)
                 if self.clean_wrong_counts_wrong:
                     # the prediction before this eps's attack: the attack's own forward when it
                     # made one (train mode draws fresh masks per eps), else the clean forward

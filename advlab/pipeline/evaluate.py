@@ -59,6 +59,7 @@ def evaluate_models(
             datamodule=datamodule,
             channels_last=evaluation.get("channels_last", False),
             attack_autocast=evaluation.get("attack_autocast", False),
+            compile=evaluation.get("compile", False),
             model_mode=evaluation.get("model_mode", "eval"),
             clean_wrong_counts_wrong=evaluation.get("clean_wrong_counts_wrong", False),
         )
