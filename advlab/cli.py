@@ -62,7 +62,12 @@ def _job_record(cfg: DictConfig) -> dict[str, Any]:
     from advlab.run import job_overrides
 
     number = HydraConfig.get().job.num if _is_multirun() else None
-    return {"num": number, "overrides": job_overrides(), "folder": str(cfg.paths.get("output_dir", "?")), "status": "running"}
+    return {
+        "num": number,
+        "overrides": job_overrides(),
+        "folder": str(cfg.paths.get("output_dir", "?")),
+        "status": "running",
+    }
 
 
 def run_job(cfg: DictConfig) -> Any:
@@ -105,10 +110,15 @@ def terminated_summary(jobs: list[dict[str, Any]], multirun: bool) -> str:
     status and the overrides that set it apart from the others."""
     if not multirun:
         folder = jobs[-1]["folder"] if jobs else None
-        return "advlab: terminated by SIGTERM" + (f"; {folder}/results.json records status: terminated" if folder else " before the job started")
+        return "advlab: terminated by SIGTERM" + (
+            f"; {folder}/results.json records status: terminated" if folder else " before the job started"
+        )
     common = set.intersection(*(set(job["overrides"]) for job in jobs)) if len(jobs) > 1 else set()
     done = sum(job["status"] == "completed" for job in jobs)
-    lines = [f"advlab: sweep terminated by SIGTERM: {done} of {len(jobs)} started job(s) completed; the jobs after job {jobs[-1]['num']} did not run"]
+    lines = [
+        f"advlab: sweep terminated by SIGTERM: {done} of {len(jobs)} started job(s) completed; "
+        f"the jobs after job {jobs[-1]['num']} did not run"
+    ]
     for job in jobs:
         own = " ".join(o for o in job["overrides"] if o not in common)
         lines.append(f"  job {job['num']}: {job['status']:<10} {own}  ({job['folder']})")

@@ -63,9 +63,7 @@ def compare(
     rounds: int,
 ) -> tuple[float, float, float, float]:
     """``(speed-up median, min, max, prediction agreement)`` of ``fast`` over ``plain``."""
-    same = float(
-        predictions(model, fast()).eq(predictions(model, plain())).float().mean()
-    )
+    same = float(predictions(model, fast()).eq(predictions(model, plain())).float().mean())
     times = seconds_per_call({"plain": plain, "fast": fast}, rounds=rounds, warmup=0)
     return (*ratio(times, "plain", "fast"), same)
 
@@ -87,9 +85,7 @@ def measure(path: str, model, x, y, args, device) -> dict[str, object]:
             with attack_precision(device.type, "bf16"):
                 return [attack(fast_model, fast_x, y)]
 
-        speed, low, high, same = compare(
-            lambda: [attack(model, x, y)], fast, model, args.rounds
-        )
+        speed, low, high, same = compare(lambda: [attack(model, x, y)], fast, model, args.rounds)
         row["setting"] = f"PGD-{args.steps} L∞ eps {eps:.3g}, fp32 vs bf16 autocast" + (
             " + channels_last" if path == "bf16-cl" else ""
         )
@@ -97,15 +93,9 @@ def measure(path: str, model, x, y, args, device) -> dict[str, object]:
         eps_list = [e / 255 for e in (2, 4, 8)] if imagenet else [0.1, 0.2, 0.3]
         settings = {"eps": eps_list, "steps": args.steps, "restarts": 2, "seed": 0}
         one, packed = PGD(**settings), PGD(**settings, max_batch=len(x) * 6)
-        speed, low, high, same = compare(
-            lambda: one(model, x, y), lambda: packed(model, x, y), model, args.rounds
-        )
-        identical = all(
-            torch.equal(a, b) for a, b in zip(one(model, x, y), packed(model, x, y))
-        )
-        row["setting"] = (
-            f"PGD-{args.steps} L∞, 3 eps × 2 restarts: one at a time vs packed (identical: {identical})"
-        )
+        speed, low, high, same = compare(lambda: one(model, x, y), lambda: packed(model, x, y), model, args.rounds)
+        identical = all(torch.equal(a, b) for a, b in zip(one(model, x, y), packed(model, x, y)))
+        row["setting"] = f"PGD-{args.steps} L∞, 3 eps × 2 restarts: one at a time vs packed (identical: {identical})"
     else:
         attack = PGD(eps=eps, steps=args.steps, random_start=False)
         compiled = compile_model(model)
@@ -121,9 +111,7 @@ def measure(path: str, model, x, y, args, device) -> dict[str, object]:
             model,
             args.rounds,
         )
-        row["setting"] = (
-            f"PGD-{args.steps} L∞ eps {eps:.3g}, eager vs torch.compile (compile ≈ {first - steady:.1f} s)"
-        )
+        row["setting"] = f"PGD-{args.steps} L∞ eps {eps:.3g}, eager vs torch.compile (compile ≈ {first - steady:.1f} s)"
     row.update(
         speedup=round(speed, 2),
         spread=f"{low:.2f}–{high:.2f}",
@@ -135,21 +123,13 @@ def measure(path: str, model, x, y, args, device) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> str:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu")
-        if args.device == "auto"
-        else args.device
-    )
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     load_before, code = load_note(), commit()  # the code this process loaded
     rows = []
     for name in args.models:
-        setup = (
-            mnist_setup(args.batch, device)
-            if name == "mnist_cnn"
-            else imagenet_setup(name, args.batch, device)
-        )
+        setup = mnist_setup(args.batch, device) if name == "mnist_cnn" else imagenet_setup(name, args.batch, device)
         model, x, y, _ = setup
         for path in args.paths:
             rows.append(

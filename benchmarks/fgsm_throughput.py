@@ -45,14 +45,18 @@ MODES = ("fp32", "bf16-cl")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", nargs="+", default=["resnet101", "alexnet", "regnet_y_400mf"])
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--size", type=int, default=224, help="image side in pixels")
     parser.add_argument("--iters", type=int, default=20, help="timed iterations per measurement")
     parser.add_argument("--warmup", type=int, default=5, help="untimed iterations before each measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds over the three measurements; the median is reported")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="rounds over the three measurements; the median is reported"
+    )
     parser.add_argument("--eps", type=float, default=8 / 255)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
@@ -90,7 +94,9 @@ def measure(name: str, mode: str, args: argparse.Namespace, device: torch.device
     # rounds alternate between the three, so a drifting machine hits every measurement alike
     seconds = seconds_per_call(steps, rounds=args.repeats, number=args.iters, warmup=args.warmup)
     median = {k: args.batch / statistics.median(v) for k, v in seconds.items()}
-    del model, x
+    # drop the model and images before emptying the cache; `del` would leave the closures above
+    # pointing at unbound names, which the linter flags
+    model = x = None
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return {
@@ -110,7 +116,14 @@ def report(rows: list[dict[str, object]], args: argparse.Namespace, device: torc
     table = format_table(
         rows,
         ["model", "mode", "batch", "size", "forward", "fwd_bwd", "fgsm", "ratio"],
-        {"mode": "precision", "size": "image", "forward": "forward img/s", "fwd_bwd": "fwd+bwd img/s", "fgsm": "FGSM img/s", "ratio": "FGSM / fwd+bwd"},
+        {
+            "mode": "precision",
+            "size": "image",
+            "forward": "forward img/s",
+            "fwd_bwd": "fwd+bwd img/s",
+            "fgsm": "FGSM img/s",
+            "ratio": "FGSM / fwd+bwd",
+        },
     )
     notes = (
         f"Command: `{command}`  \n"
@@ -126,14 +139,22 @@ def report(rows: list[dict[str, object]], args: argparse.Namespace, device: torc
 def main(argv: list[str] | None = None) -> str:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     rows = []
     for name in args.models:
         for mode in args.modes:
             rows.append(measure(name, mode, args, device))
-            print(f"{name} {mode}: forward {rows[-1]['forward']} img/s, fwd+bwd {rows[-1]['fwd_bwd']}, FGSM {rows[-1]['fgsm']} (×{rows[-1]['ratio']})", flush=True)
+            print(
+                f"{name} {mode}: forward {rows[-1]['forward']} img/s, fwd+bwd {rows[-1]['fwd_bwd']}, "
+                f"FGSM {rows[-1]['fgsm']} (×{rows[-1]['ratio']})",
+                flush=True,
+            )
     text = report(rows, args, device, argv)
     print("\n" + text)
     if args.out:

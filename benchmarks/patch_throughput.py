@@ -59,7 +59,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if args.tiny:
-        args.model, args.image_size, args.patch_size, args.batch_size, args.steps, args.warmup = "resnet18", 64, 16, 4, 4, 2
+        args.model, args.image_size, args.patch_size, args.batch_size, args.steps, args.warmup = (
+            "resnet18",
+            64,
+            16,
+            4,
+            4,
+            2,
+        )
         args.device = "cpu" if args.device == "auto" else args.device
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -75,7 +82,10 @@ def make_batches(args: argparse.Namespace, device: torch.device) -> list[tuple[t
     """``warmup + steps`` batches, cycling over 4 distinct ones already on the device."""
     generator = torch.Generator().manual_seed(0)
     distinct = [
-        (torch.rand(args.batch_size, 3, args.image_size, args.image_size, generator=generator).to(device), torch.zeros(args.batch_size, dtype=torch.long, device=device))
+        (
+            torch.rand(args.batch_size, 3, args.image_size, args.image_size, generator=generator).to(device),
+            torch.zeros(args.batch_size, dtype=torch.long, device=device),
+        )
         for _ in range(4)
     ]
     return [distinct[i % 4] for i in range(args.warmup + args.steps)]
@@ -144,7 +154,9 @@ class StepTimer(L.Callback):
 
 def patch_lightning(model, batches, args, device, precision: str) -> float:
     timer = StepTimer(args.warmup, device)
-    module = PatchTraining(model, (args.patch_size, args.patch_size), 3, 0, partial(torch.optim.SGD, lr=0.1, momentum=0.8))
+    module = PatchTraining(
+        model, (args.patch_size, args.patch_size), 3, 0, partial(torch.optim.SGD, lr=0.1, momentum=0.8)
+    )
     trainer = L.Trainer(
         accelerator=device.type,
         devices=1,
@@ -180,14 +192,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
         lit = patch_lightning(model, batches, args, device, precision)
         model.to(device)  # Lightning's teardown moved it back to the CPU
         for mode, seconds in (("baseline fwd+bwd", base), ("patch (torch)", plain), ("patch (lightning)", lit)):
-            results.append({"precision": name, "loop": mode, "images_per_s": images / seconds, "vs_baseline": base / seconds})
-    header = f"{args.model}, {args.image_size} px, batch {args.batch_size}, patch {args.patch_size} px, {args.steps} timed steps after {args.warmup} — {machine(device)}; {load_note()}"
+            results.append(
+                {"precision": name, "loop": mode, "images_per_s": images / seconds, "vs_baseline": base / seconds}
+            )
+    header = (
+        f"{args.model}, {args.image_size} px, batch {args.batch_size}, patch {args.patch_size} px, "
+        f"{args.steps} timed steps after {args.warmup} — {machine(device)}; {load_note()}"
+    )
     print(header)
-    print(f"| precision | loop | images/s | × baseline |\n|---|---|---:|---:|")
+    print("| precision | loop | images/s | × baseline |\n|---|---|---:|---:|")
     for row in results:
         print(f"| {row['precision']} | {row['loop']} | {row['images_per_s']:.1f} | {row['vs_baseline']:.2f} |")
     if args.json:
-        args.json.write_text(json.dumps({"setup": header, "args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {"setup": header, "args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2
+            )
+            + "\n"
+        )
     return results
 
 

@@ -78,21 +78,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pgd-steps", type=int, default=40)
     parser.add_argument("--cw-steps", type=int, default=50)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads (default: torch's)"
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="also write the markdown report here"
-    )
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the markdown report here")
     return parser.parse_args(argv)
 
 
 # --- model and data ------------------------------------------------------------------------------
 
 
-def mnist_setup(
-    batch: int, device: torch.device
-) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, str]:
+def mnist_setup(batch: int, device: torch.device) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, str]:
     torch.manual_seed(0)
     model = MnistCNN()
     try:
@@ -120,9 +114,7 @@ def mnist_setup(
     model.train()
     for start in range(0, 6000, 100):  # one pass over 6 000 images: ~90 % test accuracy
         optimizer.zero_grad()
-        F.cross_entropy(
-            model(x_train[start : start + 100]), y_train[start : start + 100]
-        ).backward()
+        F.cross_entropy(model(x_train[start : start + 100]), y_train[start : start + 100]).backward()
         optimizer.step()
     model.eval()
     return (
@@ -169,28 +161,17 @@ def workloads(
             # as the evaluation runs it: logits a step carries (eps 0) spare that forward;
             # fgsm-sweep-plain forwards every eps (what the evaluation did before)
             return [
-                step.adv_logits.argmax(1)
-                if reuse and step.adv_logits is not None
-                else predict(model, step.x_adv)
+                step.adv_logits.argmax(1) if reuse and step.adv_logits is not None else predict(model, step.x_adv)
                 for step in attack.sweep(model, x, y)
             ]
 
         def theirs() -> list[torch.Tensor]:
-            return [
-                predict(model, torchattacks.FGSM(model, eps=eps)(x, y))
-                for eps in eps_list
-            ]
+            return [predict(model, torchattacks.FGSM(model, eps=eps)(x, y)) for eps in eps_list]
 
         return ours, theirs, f"{len(eps_list)} eps {[round(e, 4) for e in eps_list]}"
     if name in ("pgd-linf", "pgd-l2"):
         linf = name == "pgd-linf"
-        eps, step = (
-            (8 / 255, 2 / 255)
-            if imagenet and linf
-            else (0.3, 0.01)
-            if linf
-            else (2.0, 0.1)
-        )
+        eps, step = (8 / 255, 2 / 255) if imagenet and linf else (0.3, 0.01) if linf else (2.0, 0.1)
         attack = PGD(
             eps=eps,
             norm="linf" if linf else "l2",
@@ -226,15 +207,11 @@ def agreement(ours: list[torch.Tensor], theirs: list[torch.Tensor]) -> float:
     return same / sum(a.numel() for a in ours)
 
 
-def measure(
-    model_name: str, attack_name: str, setup, args, device
-) -> dict[str, object]:
+def measure(model_name: str, attack_name: str, setup, args, device) -> dict[str, object]:
     model, x, y, _ = setup
     ours, theirs, settings = workloads(attack_name, model, x, y, args)
     same = agreement(ours(), theirs())  # also the warm-up
-    times = seconds_per_call(
-        {"advlab": ours, "torchattacks": theirs}, rounds=args.rounds, warmup=0
-    )
+    times = seconds_per_call({"advlab": ours, "torchattacks": theirs}, rounds=args.rounds, warmup=0)
     speed, low, high = ratio(times, "torchattacks", "advlab")
     median = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
     return {

@@ -19,9 +19,7 @@ def load_note() -> str:
         one, five, _ = os.getloadavg()
     except OSError:
         return "load average unknown"
-    return (
-        f"load average {one:.1f} (1 min) / {five:.1f} (5 min) on {os.cpu_count()} cores"
-    )
+    return f"load average {one:.1f} (1 min) / {five:.1f} (5 min) on {os.cpu_count()} cores"
 
 
 def seconds_per_call(
@@ -52,9 +50,7 @@ def seconds_per_call(
     return times
 
 
-def ratio(
-    times: Mapping[str, list[float]], slow: str, fast: str
-) -> tuple[float, float, float]:
+def ratio(times: Mapping[str, list[float]], slow: str, fast: str) -> tuple[float, float, float]:
     """``(median, min, max)`` over the rounds of ``time[slow] / time[fast]``: how many times
     faster ``fast`` ran, round by round."""
     per_round = [s / f for s, f in zip(times[slow], times[fast])]

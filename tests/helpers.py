@@ -1,11 +1,15 @@
 """Helpers shared by several test files (tests never import each other): a synthetic
-ImageNet-format folder and its data module; hand-made advlab job folders."""
+ImageNet-format folder and its data module; hand-made advlab job folders; the ``advlab`` command
+run in a subprocess."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import random
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -125,3 +129,19 @@ def _old_job(folder: Path) -> None:
     for name in ("results.md", "results.csv", "accuracy_vs_eps.png", "undefended.pt", "cli.log"):
         (folder / name).write_text("old")
     (folder / "notes.txt").write_text("the user's own file")
+
+
+def _env(cwd: Path, data_dir: Path | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, "ADVLAB_ROOT": str(cwd), "HYDRA_FULL_ERROR": "0", **(extra or {})}
+    if data_dir is not None:
+        env["ADVLAB_DATA_DIR"] = str(data_dir)
+    return env
+
+
+def advlab(
+    *args: str, cwd: Path, data_dir: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "advlab", *args]
+    return subprocess.run(
+        command, check=False, cwd=cwd, env=_env(cwd, data_dir, env), capture_output=True, text=True, timeout=600
+    )

@@ -5,7 +5,6 @@ that says ``terminated``)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,29 +14,18 @@ from pathlib import Path
 
 import pytest
 from conftest import QUICK
-
-
-def _env(cwd: Path, data_dir: Path | None, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {**os.environ, "ADVLAB_ROOT": str(cwd), "HYDRA_FULL_ERROR": "0", **(extra or {})}
-    if data_dir is not None:
-        env["ADVLAB_DATA_DIR"] = str(data_dir)
-    return env
-
-
-def advlab(
-    *args: str, cwd: Path, data_dir: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "advlab", *args]
-    return subprocess.run(
-        command, check=False, cwd=cwd, env=_env(cwd, data_dir, env), capture_output=True, text=True, timeout=600
-    )
+from helpers import _env, _old_job, _snapshot, advlab
 
 
 def launch(*args: str, cwd: Path, data_dir: Path | None = None, name: str = "job") -> subprocess.Popen:
     """``advlab`` in the background, its output in ``<cwd>/<name>.out`` / ``.err``."""
     return subprocess.Popen(
-        [sys.executable, "-m", "advlab", *args], cwd=cwd, env=_env(cwd, data_dir),
-        stdout=open(cwd / f"{name}.out", "w"), stderr=open(cwd / f"{name}.err", "w"), text=True,
+        [sys.executable, "-m", "advlab", *args],
+        cwd=cwd,
+        env=_env(cwd, data_dir),
+        stdout=open(cwd / f"{name}.out", "w"),
+        stderr=open(cwd / f"{name}.err", "w"),
+        text=True,
     )
 
 
@@ -88,7 +76,10 @@ def test_two_value_multirun_sweep(tmp_path, mnist_dir):
     [
         (["model.name=resnet_9000"], "advlab: error: unknown model 'resnet_9000'"),
         (["attack.fgsm.eps=[0.1,-0.2]"], "advlab: error: eps must be >= 0, got -0.2"),
-        (["paths.data_dir=/nonexistent/advlab", "data.download=false"], "advlab: error: MNIST not found in /nonexistent/advlab/MNIST/raw"),
+        (
+            ["paths.data_dir=/nonexistent/advlab", "data.download=false"],
+            "advlab: error: MNIST not found in /nonexistent/advlab/MNIST/raw",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(tmp_path, mnist_dir, overrides, message):
@@ -101,7 +92,12 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, mnist_dir, overrides, mess
 
 
 def test_two_jobs_started_together_keep_their_own_results(tmp_path, mnist_dir):
-    jobs = {eps: launch(*QUICK, "logger=none", f"attack.fgsm.eps=[{eps}]", cwd=tmp_path, data_dir=mnist_dir, name=f"eps{eps}") for eps in (0.1, 0.3)}
+    jobs = {
+        eps: launch(
+            *QUICK, "logger=none", f"attack.fgsm.eps=[{eps}]", cwd=tmp_path, data_dir=mnist_dir, name=f"eps{eps}"
+        )
+        for eps in (0.1, 0.3)
+    }
     for eps, proc in jobs.items():
         assert proc.wait(timeout=600) == 0, (tmp_path / f"eps{eps}.err").read_text()[-2000:]
     folders = sorted((tmp_path / "outputs" / "runs" / "advlab").iterdir())
@@ -118,7 +114,6 @@ def test_two_jobs_started_together_keep_their_own_results(tmp_path, mnist_dir):
 
 
 def test_a_folder_with_results_is_refused_in_one_line_and_left_as_it_was(tmp_path, mnist_dir):
-    from test_run import _old_job, _snapshot
 
     folder = tmp_path / "job"
     folder.mkdir()
@@ -153,7 +148,12 @@ def test_sigterm_during_a_single_batch_evaluation_is_not_ignored(tmp_path, mnist
 
     torch.save(MnistCNN().state_dict(), tmp_path / "cnn.pt")
     folder = tmp_path / "job"
-    args = [f"model.checkpoint={tmp_path / 'cnn.pt'}", "attack=pgd", "attack.pgd.steps=5000", "data.eval_batch_size=300"]
+    args = [
+        f"model.checkpoint={tmp_path / 'cnn.pt'}",
+        "attack=pgd",
+        "attack.pgd.steps=5000",
+        "data.eval_batch_size=300",
+    ]
     proc = launch(*LINES, *args, f"hydra.run.dir={folder}", cwd=tmp_path, data_dir=mnist_dir)
     wait_for(log_says(folder, "eval_undefended: 1 batches"), proc)
     time.sleep(1)
@@ -170,7 +170,12 @@ def test_sigterm_stops_a_sweep_and_lists_what_finished(tmp_path, mnist_dir):
     from advlab.models import MnistCNN
 
     torch.save(MnistCNN().state_dict(), tmp_path / "cnn.pt")
-    args = [f"model.checkpoint={tmp_path / 'cnn.pt'}", "attack=pgd", "data.test_subset=100", "attack.pgd.steps=1,5000,1"]
+    args = [
+        f"model.checkpoint={tmp_path / 'cnn.pt'}",
+        "attack=pgd",
+        "data.test_subset=100",
+        "attack.pgd.steps=1,5000,1",
+    ]
     proc = launch("-m", *LINES, *args, cwd=tmp_path, data_dir=mnist_dir)
     sweep = tmp_path / "outputs" / "multirun" / "advlab"
     wait_for(lambda: any(log_says(job, "eval_undefended: 1 batches")() for job in sweep.glob("*/1")), proc)

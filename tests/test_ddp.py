@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from test_cli import advlab
+from helpers import advlab
 
 from advlab.run import run
 
@@ -30,10 +30,19 @@ def test_ddp_evaluation_matches_single_process(trained_cnn, make_cfg, tmp_path, 
     # offline wandb: every wandb folder kept under tmp_path, nothing sent anywhere
     wandb_env = {name: str(tmp_path / name) for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR")}
     result = advlab(
-        *common[:-1], "attack=[fgsm,pgd]", "logger=wandb",
-        "attack.pgd.steps=3", "attack.pgd.step_size=0.1", "attack.pgd.eps=[0.3]",
-        "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "+trainer.enable_progress_bar=false",
-        cwd=workdir, data_dir=mnist_dir, env=wandb_env,
+        *common[:-1],
+        "attack=[fgsm,pgd]",
+        "logger=wandb",
+        "attack.pgd.steps=3",
+        "attack.pgd.step_size=0.1",
+        "attack.pgd.eps=[0.3]",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "+trainer.enable_progress_bar=false",
+        cwd=workdir,
+        data_dir=mnist_dir,
+        env=wandb_env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     [path] = (workdir / "outputs" / "runs").glob("*/*/results.json")

@@ -27,15 +27,11 @@ def tiny_cnn(seed: int = 0) -> nn.Module:
 @pytest.fixture
 def batch() -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(1)
-    return torch.rand(40, 1, 28, 28, generator=generator), torch.randint(
-        0, 10, (40,), generator=generator
-    )
+    return torch.rand(40, 1, 28, 28, generator=generator), torch.randint(0, 10, (40,), generator=generator)
 
 
 @pytest.mark.parametrize("norm, eps", [("linf", [0.02, 0.05, 0.3]), ("l2", [0.3, 1.0])])
-@pytest.mark.parametrize(
-    "max_batch", [80, 10_000]
-)  # two runs per pass, and every run in one pass
+@pytest.mark.parametrize("max_batch", [80, 10_000])  # two runs per pass, and every run in one pass
 def test_packed_pgd_equals_one_run_at_a_time(batch, norm, eps, max_batch):
     x, y = batch
     model = tiny_cnn()
@@ -59,9 +55,7 @@ def test_packed_pgd_skips_restarts_like_the_loop(batch):
     settings = {"eps": 0.5, "steps": 5, "restarts": 4, "seed": 3}
     looped = PGD(**settings)(model, x, y)
     with torch.no_grad():
-        assert (
-            model(looped).argmax(1).ne(y).all()
-        )  # the first restart already fooled all
+        assert model(looped).argmax(1).ne(y).all()  # the first restart already fooled all
     assert torch.equal(PGD(**settings, max_batch=10_000)(model, x, y), looped)
 
 
@@ -83,20 +77,14 @@ def test_bf16_pgd_keeps_fp32_perturbation_and_agrees(batch):
     with attack_precision("cpu", "bf16"):
         fast = attack(model, x, y)
     assert fast.dtype == torch.float32
-    assert (
-        fast - x
-    ).abs().amax() <= 0.1 + 1e-6  # projected in fp32: the ball holds exactly
+    assert (fast - x).abs().amax() <= 0.1 + 1e-6  # projected in fp32: the ball holds exactly
     with torch.no_grad():
         agree = model(fast).argmax(1).eq(model(exact).argmax(1)).float().mean()
-    assert (
-        agree >= 0.9
-    )  # 40 images: at most 4 flips (benchmarks/fast_paths.py measures it at scale)
+    assert agree >= 0.9  # 40 images: at most 4 flips (benchmarks/fast_paths.py measures it at scale)
 
 
 def test_unknown_precision_is_one_line():
-    with pytest.raises(
-        AdvlabError, match="unknown precision 'fp8': use one of fp32, bf16"
-    ):
+    with pytest.raises(AdvlabError, match="unknown precision 'fp8': use one of fp32, bf16"):
         attack_precision("cpu", "fp8")
 
 
@@ -110,6 +98,4 @@ def test_compiled_model_attacks_alike(batch):
     compiled = attack(compile_model(model), x, y)
     with torch.no_grad():
         assert model(compiled).argmax(1).eq(model(eager).argmax(1)).all()
-    assert torch.allclose(
-        compiled, eager, atol=2 * 0.1 / 3 * 2.5
-    )  # at most a flipped step sign
+    assert torch.allclose(compiled, eager, atol=2 * 0.1 / 3 * 2.5)  # at most a flipped step sign

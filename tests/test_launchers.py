@@ -9,23 +9,19 @@ import json
 
 import pytest
 import torch
+from helpers import advlab
 from hydra import compose, initialize_config_dir
-from test_cli import advlab
 
 from advlab.config import CONF_DIR
 
 # advlab's launcher files are validated against the plugins' schemas of the same name (the CLI
 # silences Hydra's notice about it; compose() in a test does not go through the CLI)
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:(?s).*validated against ConfigStore schema:UserWarning"
-)
+pytestmark = pytest.mark.filterwarnings("ignore:(?s).*validated against ConfigStore schema:UserWarning")
 
 
 def _launcher(*overrides: str):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(
-            "config", overrides=list(overrides), return_hydra_config=True
-        ).hydra.launcher
+        return compose("config", overrides=list(overrides), return_hydra_config=True).hydra.launcher
 
 
 def test_joblib_config_composes():
@@ -75,9 +71,7 @@ def test_default_launcher_is_unchanged():
     ],
     ids=["joblib", "submitit_local"],
 )
-def test_two_job_sweep_in_other_processes(
-    launcher, plugin, tmp_path, mnist_dir, trained_cnn
-):
+def test_two_job_sweep_in_other_processes(launcher, plugin, tmp_path, mnist_dir, trained_cnn):
     pytest.importorskip(plugin)
     weights = tmp_path / "cnn.pt"
     torch.save(trained_cnn.state_dict(), weights)
@@ -95,9 +89,7 @@ def test_two_job_sweep_in_other_processes(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     [sweep] = (tmp_path / "outputs" / "multirun" / "advlab").iterdir()
-    jobs = sorted(
-        p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")
-    )
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert [j.name for j in jobs] == ["0", "1"]
     accuracy = {}
     for job, eps in zip(jobs, (0.05, 0.3)):

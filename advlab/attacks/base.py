@@ -215,7 +215,10 @@ class Attack:
     def settings(self) -> dict[str, Any]:
         """What a results table must state about this attack."""
         return {
-            "attack": self.name, "norm": self.norm, "targeted": self.targeted, "max_samples": self.max_samples,
+            "attack": self.name,
+            "norm": self.norm,
+            "targeted": self.targeted,
+            "max_samples": self.max_samples,
             **self._mode_setting(),
         }
 

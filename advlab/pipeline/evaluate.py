@@ -52,7 +52,7 @@ def evaluate_models(
         module = AttackEvaluation(
             model,
             per_batch,
-            num_classes=datamodule.num_classes,
+            num_classes=datamodule.num_classes,  # type: ignore[attr-defined]  # every advlab datamodule sets it
             example_count=evaluation.get("example_count", 6),
             target=evaluation.get("target", "random"),
             seed=cfg.get("seed", 0),
