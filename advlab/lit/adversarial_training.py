@@ -36,8 +36,9 @@ class AdversarialTrainingModule(ClassifierModule):
         robust_val_samples: int = 500,
         restore_best: bool = True,
         seed: int = 0,
+        validation_mode: str = "eval",
     ):
-        super().__init__(model, optimizer, scheduler, monitor, temperature)
+        super().__init__(model, optimizer, scheduler, monitor, temperature, validation_mode=validation_mode)
         self.defense = defense
         self.robust_val_samples = int(robust_val_samples)
         self.restore_best = bool(restore_best)
