@@ -27,10 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peer import commit, imagenet_setup, mnist_setup
-from timing import load_note, ratio, seconds_per_call
+from timing import load_note, publish, ratio, seconds_per_call
 
 from advlab.attacks import PGD
-from advlab.io import write_text
 from advlab.lit.precision import attack_precision, compile_model
 from advlab.reports.tables import format_table
 from advlab.run import machine
@@ -156,10 +155,7 @@ def main(argv: list[str] | None = None) -> str:
         f"× plain = plain time / fast time, median over {args.rounds} interleaved rounds (min–max); agreement: "
         f"adversarial predictions (read in fp32) equal between the two paths.\n\n{table}\n"
     )
-    print("\n" + text)
-    if args.out:
-        write_text(args.out, text)
-    return text
+    return publish(text, args.out)
 
 
 if __name__ == "__main__":

@@ -33,10 +33,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import load_note, seconds_per_call  # noqa: E402
+from timing import load_note, publish, seconds_per_call  # noqa: E402
 
 from advlab.attacks import FGSM  # noqa: E402
-from advlab.io import write_text  # noqa: E402
 from advlab.models import create_model  # noqa: E402
 from advlab.reports.tables import format_table  # noqa: E402
 from advlab.run import machine  # noqa: E402
@@ -156,10 +155,7 @@ def main(argv: list[str] | None = None) -> str:
                 flush=True,
             )
     text = report(rows, args, device, argv)
-    print("\n" + text)
-    if args.out:
-        write_text(args.out, text)
-    return text
+    return publish(text, args.out)
 
 
 if __name__ == "__main__":

@@ -46,11 +46,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import load_note, ratio, seconds_per_call
+from timing import load_note, publish, ratio, seconds_per_call
 
 from advlab.attacks import FGSM, PGD, CarliniWagnerL2
 from advlab.errors import AdvlabError
-from advlab.io import write_text
 from advlab.models import MnistCNN, create_model
 from advlab.reports.tables import format_table
 from advlab.run import machine
@@ -299,10 +298,7 @@ def main(argv: list[str] | None = None) -> str:
         f"Median over {args.rounds} interleaved rounds (torch.utils.benchmark.Timer); × torchattacks = "
         f"torchattacks' time / advlab's, round by round (median, and min–max over rounds).\n\n{table}\n"
     )
-    print("\n" + text)
-    if args.out:
-        write_text(args.out, text)
-    return text
+    return publish(text, args.out)
 
 
 if __name__ == "__main__":

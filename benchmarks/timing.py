@@ -12,6 +12,16 @@ import torch
 from torch.utils import benchmark
 
 
+def publish(text: str, out: str | None) -> str:
+    """Print a benchmark's report and, with ``--out``, write it atomically (advlab.io)."""
+    from advlab.io import write_text
+
+    print("\n" + text)
+    if out:
+        write_text(out, text)
+    return text
+
+
 def load_note() -> str:
     """The 1-minute load average against the core count: on a shared machine it says how much
     of the CPU the measurement had."""
