@@ -61,18 +61,8 @@ class AdversarialTrainingModule(ClassifierModule):
         x_adv = self.defense.adversarial(self.model, x, y, self._progress(batch_idx), self.generator)
         loss, adv_logits = self.defense.loss(self.model, x, x_adv, y)
         accuracy = (adv_logits.argmax(1) == y).float().mean()
-        self.log(
-            "train/loss",
-            loss,
-            on_step=False,
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=len(x),
-            sync_dist=True,
-        )
-        self.log(
-            "train/adv_acc",
-            accuracy,
+        self.log_dict(
+            {"train/loss": loss, "train/adv_acc": accuracy},
             on_step=False,
             on_epoch=True,
             prog_bar=True,
