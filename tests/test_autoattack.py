@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from advlab.attacks import APGD, FGSM, PGD, AutoAttack, Square
-from advlab.attacks.apgd import checkpoints, dlr_loss
+from advlab.attacks.apgd import checkpoints
+from advlab.attacks.losses import dlr_loss
 from advlab.autoattack_checks import autoattack_warnings
 from advlab.data.mnist import load_mnist
 

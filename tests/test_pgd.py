@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from advlab.attacks import FGSM, PGD, fgsm, pgd
-from advlab.attacks.pgd import _project
+from advlab.attacks.ball import project
 from advlab.errors import AdvlabError
 from advlab.models import NormalizedClassifier
 
@@ -56,7 +56,7 @@ def test_l2_projection_keeps_interior_points():
     torch.manual_seed(0)
     u = torch.randn(5, 1, 4, 4)
     u[0] *= 1e-3  # well inside the ball
-    projected = _project(u, 1.0, "l2")
+    projected = project(u, 1.0, "l2")
     assert torch.equal(projected[0], u[0])
     assert (l2(projected) <= 1.0 + 1e-6).all()
     outside = l2(u) > 1.0

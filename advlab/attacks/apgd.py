@@ -21,77 +21,17 @@ gradients). L∞ and L2, ``restarts`` runs from fresh random starts, seeded.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from advlab.attacks.apgd_state import RunState, checkpoints, project_image
+from advlab.attacks.ball import random_start
 from advlab.attacks.base import AttackStep, BoundedAttack, eval_mode, require_gradients, zero_gradient_mask
 from advlab.attacks.checks import check_count, check_norm
-from advlab.attacks.pgd import _per_sample_l2, _random_start
+from advlab.attacks.losses import apgd_loss, check_apgd_loss
 from advlab.errors import AdvlabError
-
-APGD_LOSSES = ("ce", "dlr")
-MOMENTUM = 0.75  # α: weight of the new gradient step against the last move
-RHO = 0.75  # condition 1: share of steps that must raise the loss between checkpoints
-
-
-def check_apgd_loss(loss: str) -> str:
-    if loss not in APGD_LOSSES:
-        raise AdvlabError(f"unknown APGD loss {loss!r}: use 'ce' or 'dlr'")
-    return loss
-
-
-def dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-sample DLR loss to maximise. Untargeted: ``−(z_y − max_{i≠y} z_i) / (z_π1 − z_π3)``;
-    targeted at ``t``: ``−(z_y − z_t) / (z_π1 − (z_π3 + z_π4) / 2)`` (π: logits sorted, descending)."""
-    z = logits.float()
-    ranked = z.sort(dim=1, descending=True).values
-    true = z.gather(1, y[:, None]).squeeze(1)
-    if target is None:
-        other = z.scatter(1, y[:, None], float("-inf")).amax(dim=1)
-        return -(true - other) / (ranked[:, 0] - ranked[:, 2] + 1e-12)
-    aimed = z.gather(1, target[:, None]).squeeze(1)
-    return -(true - aimed) / (ranked[:, 0] - 0.5 * (ranked[:, 2] + ranked[:, 3]) + 1e-12)
-
-
-def apgd_loss(logits: torch.Tensor, y: torch.Tensor, loss: str, target: torch.Tensor | None) -> torch.Tensor:
-    if loss == "dlr":
-        return dlr_loss(logits, y, target)
-    if target is None:
-        return F.cross_entropy(logits.float(), y, reduction="none")
-    return -F.cross_entropy(logits.float(), target, reduction="none")
-
-
-def checkpoints(steps: int) -> list[int]:
-    """The iterations ``w_1 < w_2 < …`` (≤ steps) at which the step size is reconsidered."""
-    p_prev, p = 0.0, 0.22
-    points: list[int] = []
-    while p <= 1.0:
-        w = math.ceil(p * steps)
-        if w > (points[-1] if points else 0):
-            points.append(w)
-        p_prev, p = p, p + max(p - p_prev - 0.03, 0.06)
-    return points
-
-
-def _view(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return mask.view(-1, *([1] * (like.dim() - 1)))
-
-
-def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
-    delta = x_adv - x
-    if norm == "linf":
-        delta = delta.clamp(-eps, eps)
-    else:
-        delta = delta * (eps / _per_sample_l2(delta).clamp_min(1e-12)).clamp(max=1.0)
-    return (x + delta).clamp(0.0, 1.0)
-
-
-def _direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
-    return grad.sign() if norm == "linf" else grad / _per_sample_l2(grad).clamp_min(1e-12)
 
 
 def apgd_run(
@@ -120,100 +60,30 @@ def apgd_run(
             (grad,) = torch.autograd.grad(values.sum(), var)
         return values.detach(), grad.detach(), logits.detach().argmax(1) != y[idx]
 
-    out = x.clone()
     fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     idx = torch.arange(len(x), device=x.device)
-    x_cur = _project(x + _random_start(x, eps, norm, generator), x, eps, norm)
-    loss_cur, grad, hit = loss_and_grad(x_cur, idx)
+    x_start = project_image(x + random_start(x, eps, norm, generator), x, eps, norm)
+    loss_start, grad, hit = loss_and_grad(x_start, idx)
     zero_grad = zero_gradient_mask(grad)
-    out.copy_(x_cur)
-    best, loss_best, grad_best = x_cur.clone(), loss_cur.clone(), grad.clone()
-    x_prev = x_cur.clone()
-    eta = torch.full((len(x),), 2.0 * eps, device=x.device, dtype=x.dtype)
-    rises = torch.zeros(len(x), device=x.device)
-    eta_ck, best_ck = eta.clone(), loss_best.clone()
+    out = x_start.clone()
+    state = RunState.start(x_start, loss_start, grad, eps)
     marks, last_mark = set(checkpoints(steps)), 0
-    state = [
-        x_cur,
-        x_prev,
-        loss_cur,
-        grad,
-        best,
-        loss_best,
-        grad_best,
-        eta,
-        rises,
-        eta_ck,
-        best_ck,
-    ]
-
     for k in range(steps + 1):
         # images misclassified at the point just evaluated are done: keep that point, drop them
         if bool(hit.any()):
-            out[idx[hit]] = state[0][hit]
+            out[idx[hit]] = state.x[hit]
             fooled[idx[hit]] = True
-            idx, state = idx[~hit], [t[~hit] for t in state]
+            idx, state = idx[~hit], state.rows(~hit)
         if len(idx) == 0 or k == steps:
             break
-        (
-            x_cur,
-            x_prev,
-            loss_cur,
-            grad,
-            best,
-            loss_best,
-            grad_best,
-            eta,
-            rises,
-            eta_ck,
-            best_ck,
-        ) = state
-        x0 = x[idx]
-        z = _project(x_cur + _view(eta, x_cur) * _direction(grad, norm), x0, eps, norm)
-        if k > 0:
-            z = _project(
-                x_cur + MOMENTUM * (z - x_cur) + (1 - MOMENTUM) * (x_cur - x_prev),
-                x0,
-                eps,
-                norm,
-            )
-        loss_new, grad_new, hit = loss_and_grad(z, idx)
-        rises = rises + (loss_new > loss_cur).float()
-        better = loss_new > loss_best
-        best = torch.where(_view(better, z), z, best)
-        grad_best = torch.where(_view(better, z), grad_new, grad_best)
-        loss_best = torch.where(better, loss_new, loss_best)
-        x_prev, x_cur, loss_cur, grad = x_cur, z, loss_new, grad_new
+        z = state.proposal(x[idx], eps, norm, momentum=k > 0)
+        loss_z, grad_z, hit = loss_and_grad(z, idx)
+        state.advance(z, loss_z, grad_z)
         if k + 1 in marks:
-            length = k + 1 - last_mark
-            halve = (rises < RHO * length) | ((eta_ck == eta) & (best_ck == loss_best))
-            eta_ck, best_ck = eta.clone(), loss_best.clone()
-            eta = torch.where(halve, eta / 2, eta)
-            # the halved ones restart from their best point, without momentum; the fooled test
-            # below still looks at z, the point just evaluated
-            mask = _view(halve & ~hit, x_cur)
-            x_cur = torch.where(mask, best, x_cur)
-            x_prev = torch.where(mask, x_cur, x_prev)
-            grad = torch.where(mask, grad_best, grad)
-            loss_cur = torch.where(halve & ~hit, loss_best, loss_cur)
-            rises = torch.zeros_like(rises)
+            state.reconsider(hit, k + 1 - last_mark)
             last_mark = k + 1
-        # a fooled image must be stored at z, which is x_cur unless it was restarted (excluded above)
-        state = [
-            x_cur,
-            x_prev,
-            loss_cur,
-            grad,
-            best,
-            loss_best,
-            grad_best,
-            eta,
-            rises,
-            eta_ck,
-            best_ck,
-        ]
     if len(idx):
-        out[idx] = state[4]  # the highest-loss point of the images never misclassified
+        out[idx] = state.best  # the highest-loss point of the images never misclassified
     return out, fooled, zero_grad
 
 

@@ -3,6 +3,8 @@
 ``ce``      cross-entropy (the paper's NLL on log-softmax); saturates when the softmax does.
 ``margin``  the Carlini–Wagner logit margin ``max_{j≠y} z_j − z_y``; it never saturates, so it
             sees through the vanishing softmax gradients of a defensively distilled network.
+``dlr``     APGD's difference-of-logits ratio (Croce & Hein, 2020), invariant to shifting and
+            scaling the logits; with ``ce``, what APGD climbs (:func:`apgd_loss`, no temperature).
 
 ``temperature`` divides the logits first (Carlini & Wagner attack a distilled network on
 ``logits / T``). Targeted mode returns the loss whose ascent moves towards the target class.
@@ -102,3 +104,34 @@ def reached(
     past the boundary, so a tie does not count)."""
     gain = margin_gain(logits, labels, temperature, targeted)
     return (gain > 0) & (gain >= confidence)
+
+
+APGD_LOSSES = ("ce", "dlr")
+
+
+def check_apgd_loss(loss: str) -> str:
+    if loss not in APGD_LOSSES:
+        raise AdvlabError(f"unknown APGD loss {loss!r}: use 'ce' or 'dlr'")
+    return loss
+
+
+def dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample DLR loss to maximise. Untargeted: ``−(z_y − max_{i≠y} z_i) / (z_π1 − z_π3)``;
+    targeted at ``t``: ``−(z_y − z_t) / (z_π1 − (z_π3 + z_π4) / 2)`` (π: logits sorted, descending)."""
+    z = logits.float()
+    ranked = z.sort(dim=1, descending=True).values
+    true = z.gather(1, y[:, None]).squeeze(1)
+    if target is None:
+        other = z.scatter(1, y[:, None], float("-inf")).amax(dim=1)
+        return -(true - other) / (ranked[:, 0] - ranked[:, 2] + 1e-12)
+    aimed = z.gather(1, target[:, None]).squeeze(1)
+    return -(true - aimed) / (ranked[:, 0] - 0.5 * (ranked[:, 2] + ranked[:, 3]) + 1e-12)
+
+
+def apgd_loss(logits: torch.Tensor, y: torch.Tensor, loss: str, target: torch.Tensor | None) -> torch.Tensor:
+    """APGD's per-sample loss to maximise: ``ce`` or ``dlr``, untargeted or towards ``target``."""
+    if loss == "dlr":
+        return dlr_loss(logits, y, target)
+    if target is None:
+        return F.cross_entropy(logits.float(), y, reduction="none")
+    return -F.cross_entropy(logits.float(), target, reduction="none")

@@ -25,36 +25,11 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
+from advlab.attacks.ball import direction, per_sample, project, random_start
 from advlab.attacks.base import AttackStep, BoundedAttack, eval_mode, input_gradient, pixel_budget, zero_gradient_mask
 from advlab.attacks.checks import check_count
 from advlab.attacks.losses import attack_loss
 from advlab.errors import AdvlabError
-
-
-def _per_sample_l2(t: torch.Tensor) -> torch.Tensor:
-    """L2 norm of each sample, shaped to broadcast against the batch."""
-    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.dim() - 1)))
-
-
-def _project(u: torch.Tensor, eps: torch.Tensor | float, norm: str) -> torch.Tensor:
-    """Onto the eps-ball; ``eps`` a number or one radius per sample (shaped to broadcast)."""
-    if norm == "linf":
-        return torch.clamp(u, -eps, eps) if isinstance(eps, torch.Tensor) else u.clamp(-eps, eps)
-    length = _per_sample_l2(u)
-    return u * (eps / length.clamp_min(1e-12)).clamp(max=1.0)
-
-
-def _random_start(like: torch.Tensor, eps: float, norm: str, generator: torch.Generator) -> torch.Tensor:
-    """Uniform in the L∞ box, or uniform in the L2 ball (Gaussian direction, radius eps·U^(1/d))."""
-    shape = like.shape
-    if norm == "linf":
-        noise = torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1
-        return (noise * eps).to(like)
-    direction = torch.randn(shape, generator=generator, dtype=torch.float64)
-    direction = direction / _per_sample_l2(direction).clamp_min(1e-12)
-    dims = like[0].numel()
-    radius = torch.rand(shape[0], generator=generator, dtype=torch.float64) ** (1.0 / dims)
-    return (direction * eps * radius.view(-1, *([1] * (len(shape) - 1)))).to(like)
 
 
 class PGD(BoundedAttack):
@@ -180,7 +155,7 @@ class PGD(BoundedAttack):
         self, x: torch.Tensor, eps: float, generator: torch.Generator, scale: torch.Tensor | float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(u, image)`` where one run starts: a random point of the ball (or 0), clipped to [0, 1]."""
-        u = _random_start(x, eps, self.norm, generator) if self.random_start else torch.zeros_like(x)
+        u = random_start(x, eps, self.norm, generator) if self.random_start else torch.zeros_like(x)
         x_adv = self._to_image(x, u, scale)
         # the clip to [0, 1] may shorten u: start from where the image really is
         return ((x_adv - x) / scale if self.clamp else u), x_adv
@@ -197,12 +172,11 @@ class PGD(BoundedAttack):
         """``steps`` PGD steps for the runs stacked along the batch (one copy of x per run, each
         with its own eps and step); returns the last iterates and the first gradients' zero mask."""
         copies = len(starts)
-        shape = (-1, *([1] * (x.dim() - 1)))
         x_all = x.repeat(copies, *([1] * (x.dim() - 1))) if copies > 1 else x
         y_all = y.repeat(copies) if copies > 1 else y
-        eps = torch.tensor(budgets, dtype=x.dtype, device=x.device).repeat_interleave(len(x)).view(shape)
+        eps = per_sample(torch.tensor(budgets, dtype=x.dtype, device=x.device).repeat_interleave(len(x)), x)
         step = torch.tensor([self.step_for(e) for e in budgets], dtype=x.dtype, device=x.device)
-        step = step.repeat_interleave(len(x)).view(shape)
+        step = per_sample(step.repeat_interleave(len(x)), x)
         u = torch.cat([u for u, _ in starts]) if copies > 1 else starts[0][0]
         x_adv = torch.cat([image for _, image in starts]) if copies > 1 else starts[0][1]
         zero = None
@@ -211,17 +185,12 @@ class PGD(BoundedAttack):
             if zero is None:
                 zero = zero_gradient_mask(grad)
             grad_u = grad * scale  # chain rule: the iterate is u, the image x + u·scale
-            u = _project(u + step * self._direction(grad_u), eps, self.norm)
+            u = project(u + step * direction(grad_u, self.norm), eps, self.norm)
             x_adv = self._to_image(x_all, u, scale)
             # the clip to [0, 1] may shorten u: carry on from where the image really is
             u = (x_adv - x_all) / scale if self.clamp else u
         assert zero is not None  # steps >= 1
         return x_adv, zero
-
-    def _direction(self, grad: torch.Tensor) -> torch.Tensor:
-        if self.norm == "linf":
-            return grad.sign()
-        return grad / _per_sample_l2(grad).clamp_min(1e-12)
 
     def _to_image(self, x: torch.Tensor, u: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
         x_adv = x + (u if isinstance(scale, float) and scale == 1.0 else u * scale)
@@ -245,8 +214,7 @@ class PGD(BoundedAttack):
         if best is None or best_loss is None or best_hit is None:
             return x_adv, loss, hit
         better = (hit & ~best_hit) | ((hit == best_hit) & (loss > best_loss))
-        view = better.view(-1, *([1] * (x_adv.dim() - 1)))
-        return torch.where(view, x_adv, best), torch.where(better, loss, best_loss), hit | best_hit
+        return torch.where(per_sample(better, x_adv), x_adv, best), torch.where(better, loss, best_loss), hit | best_hit
 
     def settings(self) -> dict[str, object]:
         return {
