@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.callbacks.progress import ProgressBar
 
 from advlab.errors import AdvlabError
@@ -78,7 +78,44 @@ class Heartbeat:
                 log.debug("heartbeat failed", exc_info=True)
 
 
-class StageRichProgressBar(RichProgressBar):
+class HeartbeatHooks(Callback):
+    """Mixin for a progress callback with a ``_heartbeat``: it beats within each test batch (when
+    :meth:`_beats` says so) and its thread stops when testing ends. Put it before the bar's class."""
+
+    _heartbeat: Heartbeat
+
+    def _beats(self) -> bool:
+        return True
+
+    def on_test_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        super().on_test_batch_start(trainer, pl_module, batch, batch_idx, dataloader_idx)
+        if self._beats():
+            self._heartbeat.batch_started()
+
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._heartbeat.batch_ended()
+        super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._heartbeat.stop()
+        super().on_test_end(trainer, pl_module)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._heartbeat.stop()
+        super().teardown(trainer, pl_module, stage)
+
+
+class StageRichProgressBar(HeartbeatHooks, RichProgressBar):
     """Rich bars that name the stage (an attack evaluation is not a "Testing"), count epochs from
     1 (Lightning's own bar says "Epoch 0/0" for a one-epoch run), and keep the elapsed time of a
     long evaluation batch ticking."""
@@ -98,30 +135,8 @@ class StageRichProgressBar(RichProgressBar):
         # as long as the validation bar's description, so the bars do not flicker
         return f"{description:{len(self.validation_description)}}"
 
-    def on_test_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        super().on_test_batch_start(trainer, pl_module, batch, batch_idx, dataloader_idx)
-        self._heartbeat.batch_started()
 
-    def on_test_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._heartbeat.batch_ended()
-        super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
-
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._heartbeat.stop()
-        super().teardown(trainer, pl_module, stage)
-
-
-class LineProgress(ProgressBar):
+class LineProgress(HeartbeatHooks, ProgressBar):
     """One log line per training epoch (its progress-bar metrics and time), one when an
     evaluation starts, one per quarter of it, and "still running" every ``heartbeat_s`` seconds
     within a long batch."""
@@ -172,8 +187,10 @@ class LineProgress(ProgressBar):
     ) -> None:
         total = trainer.num_test_batches[dataloader_idx] if trainer.num_test_batches else 0
         self._batch = (batch_idx + 1, int(total) if total and total != float("inf") else 0)
-        if self._enabled:
-            self._heartbeat.batch_started()
+        super().on_test_batch_start(trainer, pl_module, batch, batch_idx, dataloader_idx)
+
+    def _beats(self) -> bool:
+        return self._enabled
 
     def _beat(self, seconds: float) -> None:
         done, total = self._batch
@@ -185,12 +202,6 @@ class LineProgress(ProgressBar):
             seconds,
         )
 
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._heartbeat.stop()
-
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._heartbeat.stop()
-
     def on_test_batch_end(
         self,
         trainer: L.Trainer,
@@ -200,7 +211,7 @@ class LineProgress(ProgressBar):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        self._heartbeat.batch_ended()
+        super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
         total = trainer.num_test_batches[dataloader_idx] if trainer.num_test_batches else 0
         if not self._enabled or not total or total == float("inf"):
             return
