@@ -109,7 +109,8 @@ def test_settings_have_no_eps_and_name_the_search():
 
 
 def test_python_defaults_are_the_config_defaults():
-    """One set of CW defaults: attack/cw.yaml states exactly the Python API's."""
+    """One set of CW defaults: attack/cw.yaml states exactly the Python API's (the class's; the
+    functional ``cw`` takes the class's settings and has no defaults of its own)."""
     import inspect
 
     from omegaconf import OmegaConf
@@ -117,10 +118,11 @@ def test_python_defaults_are_the_config_defaults():
     from advlab.config import CONF_DIR
 
     node = OmegaConf.load(CONF_DIR / "attack" / "cw.yaml")  # "# @package attack.cw": flat keys
-    for function in (CarliniWagnerL2.__init__, cw):
-        defaults = {k: p.default for k, p in inspect.signature(function).parameters.items() if p.default is not p.empty}
-        assert {k: node[k] for k in defaults if k in node} == {k: v for k, v in defaults.items() if k in node}
-        assert set(defaults) - {"max_samples"} <= set(node)
+    parameters = inspect.signature(CarliniWagnerL2.__init__).parameters
+    defaults = {k: p.default for k, p in parameters.items() if p.default is not p.empty}
+    assert {k: node[k] for k in defaults if k in node} == {k: v for k, v in defaults.items() if k in node}
+    assert set(defaults) - {"max_samples"} <= set(node)
+    assert all(p.default is p.empty for p in inspect.signature(cw).parameters.values())
 
 
 @pytest.mark.parametrize(

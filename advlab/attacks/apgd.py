@@ -184,8 +184,7 @@ class APGD(BoundedAttack):
         max_samples: int | None = None,
     ):
         super().__init__(eps, eps_unit, clamp, False, "ce", 1.0, max_samples, norm=norm)
-        if self.eps_unit != "pixel" or not self.clamp:
-            raise AdvlabError("APGD works on [0, 1] images in pixel units: set eps_unit=pixel and clamp=true")
+        self._require_pixels()
         self.loss = check_apgd_loss(loss)
         self.steps = check_count(steps, "steps", 100)
         self.restarts = check_count(restarts, "restarts", 1)

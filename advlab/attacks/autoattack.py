@@ -75,27 +75,18 @@ class AutoAttack(BoundedAttack):
         self.seed = int(seed)
 
     def _component(self, name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float):
-        if name == "apgd_ce":
+        if name in ("apgd_ce", "apgd_t"):
+            # APGD-CE untargeted, APGD-T with the targeted DLR loss against the top classes
+            targeted = name == "apgd_t"
             return apgd(
                 model,
                 x,
                 y,
                 eps,
                 norm=self.norm,
-                loss="ce",
+                loss="dlr" if targeted else "ce",
                 steps=self.steps,
-                seed=self.seed,
-            )
-        if name == "apgd_t":
-            return apgd(
-                model,
-                x,
-                y,
-                eps,
-                norm=self.norm,
-                loss="dlr",
-                steps=self.steps,
-                targets=self.targets,
+                targets=self.targets if targeted else 0,
                 seed=self.seed,
             )
         x_adv, fooled, _ = square_linf(model, x, y, eps, queries=self.queries, p_init=self.p_init, seed=self.seed)

@@ -260,6 +260,12 @@ class BoundedAttack(Attack):
         self.loss = check_loss(loss)
         self.temperature = check_temperature(temperature)
 
+    def _require_pixels(self) -> None:
+        """For an attack defined on [0, 1] images with eps in pixel units only (APGD, Square)."""
+        if self.eps_unit != "pixel" or not self.clamp:
+            name = type(self).__name__
+            raise AdvlabError(f"{name} works on [0, 1] images in pixel units: set eps_unit=pixel and clamp=true")
+
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> AttackStep:
         raise NotImplementedError
 

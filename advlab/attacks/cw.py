@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
 from advlab.attacks.base import Attack, AttackStep, eval_mode, require_gradients
 from advlab.attacks.checks import check_count
-from advlab.attacks.losses import check_confidence, check_temperature, cw_objective, reached
+from advlab.attacks.losses import check_confidence, check_temperature, cw_objective, margin_gain, reached
 from advlab.errors import AdvlabError
 
 # Keeps atanh finite at pixels that are exactly 0 or 1.
@@ -115,12 +116,12 @@ class CarliniWagnerL2(Attack):
                     x_new = _from_tanh_space(w)
                     logits = model(x_new)
                     l2_sq = (x_new - x).flatten(1).pow(2).sum(1)
-                    f = cw_objective(logits, y, self.confidence, self.temperature, self.targeted)
-                    loss = (l2_sq + c * f).sum()
+                    gain = margin_gain(logits, y, self.temperature, self.targeted)
+                    loss = (l2_sq + c * cw_objective(gain, self.confidence)).sum()
                     # the gradient of w only: the model's parameters get no .grad
                     (w.grad,) = torch.autograd.grad(loss, w)
                     with torch.no_grad():
-                        hit = reached(logits, y, self.confidence, self.temperature, self.targeted)
+                        hit = reached(gain, self.confidence)
                         l2 = l2_sq.sqrt()
                         closer = hit & (l2 < best_l2)
                         best_l2 = torch.where(closer, l2, best_l2)
@@ -153,24 +154,9 @@ class CarliniWagnerL2(Attack):
         }
 
 
-def cw(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    confidence: float = 0.0,
-    initial_const: float = 1.0,
-    binary_search_steps: int = 5,
-    steps: int = 100,
-    lr: float = 0.1,
-    abort_early: bool = True,
-    targeted: bool = False,
-    temperature: float = 1.0,
-) -> torch.Tensor:
-    """Functional CW-L2: the closest adversarial found per sample (the clean image where none was)."""
-    attack = CarliniWagnerL2(
-        confidence, initial_const, binary_search_steps, steps, lr, abort_early, targeted, temperature
-    )
-    result = attack(model, x, y)
+def cw(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **settings: Any) -> torch.Tensor:
+    """Functional CW-L2, ``CarliniWagnerL2(**settings)(model, x, y)`` (settings and defaults: the
+    class's): the closest adversarial found per sample (the clean image where none was)."""
+    result = CarliniWagnerL2(**settings)(model, x, y)
     assert isinstance(result, torch.Tensor)  # one step: an attack without eps
     return result

@@ -13,6 +13,7 @@ gradient is recomputed for every eps, as that code does.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -64,16 +65,8 @@ class FGSM(BoundedAttack):
 
 
 def fgsm(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float | Sequence[float],
-    *,
-    eps_unit: str = "pixel",
-    clamp: bool = True,
-    targeted: bool = False,
-    loss: str = "ce",
-    temperature: float = 1.0,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | Sequence[float], **settings: Any
 ) -> torch.Tensor | list[torch.Tensor]:
-    """Functional FGSM: a tensor for one eps, a list of tensors (one gradient) for a list."""
-    return FGSM(eps, eps_unit, clamp, targeted, loss, temperature)(model, x, y)
+    """Functional FGSM, ``FGSM(eps, **settings)(model, x, y)`` (settings and defaults: :class:`FGSM`'s):
+    a tensor for one eps, a list of tensors (one gradient) for a list."""
+    return FGSM(eps, **settings)(model, x, y)

@@ -81,28 +81,16 @@ def margin_gain(
     return attack_loss(logits, labels, "margin", temperature, targeted)
 
 
-def cw_objective(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    confidence: float = 0.0,
-    temperature: float = 1.0,
-    targeted: bool = False,
-) -> torch.Tensor:
-    """Carlini–Wagner's f₆ per sample, to *minimize*: ``max(−gain, −κ)``. It stops pulling once the
-    sample is ``κ`` logits past the boundary, so the distance term can shrink the perturbation."""
-    return (-margin_gain(logits, labels, temperature, targeted)).clamp(min=-confidence)
+def cw_objective(gain: torch.Tensor, confidence: float = 0.0) -> torch.Tensor:
+    """Carlini–Wagner's f₆ per sample from its :func:`margin_gain`, to *minimize*: ``max(−gain, −κ)``.
+    It stops pulling once the sample is ``κ`` logits past the boundary, so the distance term can
+    shrink the perturbation."""
+    return (-gain).clamp(min=-confidence)
 
 
-def reached(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    confidence: float = 0.0,
-    temperature: float = 1.0,
-    targeted: bool = False,
-) -> torch.Tensor:
-    """Per sample: the attack succeeded with a margin of at least ``confidence`` (and strictly
-    past the boundary, so a tie does not count)."""
-    gain = margin_gain(logits, labels, temperature, targeted)
+def reached(gain: torch.Tensor, confidence: float = 0.0) -> torch.Tensor:
+    """Per sample, from its :func:`margin_gain`: the attack succeeded with a margin of at least
+    ``confidence`` (and strictly past the boundary, so a tie does not count)."""
     return (gain > 0) & (gain >= confidence)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -227,25 +228,8 @@ class PGD(BoundedAttack):
 
 
 def pgd(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float | Sequence[float],
-    *,
-    norm: str = "linf",
-    steps: int = 40,
-    step_size: float | None = None,
-    random_start: bool = True,
-    restarts: int = 1,
-    seed: int = 0,
-    eps_unit: str = "pixel",
-    clamp: bool = True,
-    targeted: bool = False,
-    loss: str = "ce",
-    temperature: float = 1.0,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | Sequence[float], **settings: Any
 ) -> torch.Tensor | list[torch.Tensor]:
-    """Functional PGD: a tensor for one eps, a list of tensors for a list of eps."""
-    attack = PGD(
-        eps, norm, steps, step_size, random_start, restarts, seed, eps_unit, clamp, targeted, loss, temperature
-    )
-    return attack(model, x, y)
+    """Functional PGD, ``PGD(eps, **settings)(model, x, y)`` (settings and defaults: :class:`PGD`'s):
+    a tensor for one eps, a list of tensors for a list of eps."""
+    return PGD(eps, **settings)(model, x, y)

@@ -103,8 +103,7 @@ class Square(BoundedAttack):
         max_samples: int | None = None,
     ):
         super().__init__(eps, eps_unit, clamp, False, "margin", 1.0, max_samples, norm="linf")
-        if self.eps_unit != "pixel" or not self.clamp:
-            raise AdvlabError("Square works on [0, 1] images in pixel units: set eps_unit=pixel and clamp=true")
+        self._require_pixels()
         self.queries = check_count(queries, "queries", 5000)
         if not 0 < float(p_init) <= 1:
             raise AdvlabError(f"p_init must be in (0, 1], got {p_init}: e.g. p_init=0.8 (AutoAttack on MNIST)")
