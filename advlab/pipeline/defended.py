@@ -38,11 +38,20 @@ def undefended(cfg: DictConfig, datamodule: L.LightningDataModule, name: str = "
 
 
 def _fit_stage(
-    stage: str, cfg: DictConfig, datamodule: L.LightningDataModule, **kwargs: Any
+    stage: str, part: DictConfig, cfg: DictConfig, datamodule: L.LightningDataModule, **kwargs: Any
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """fit_classifier whose one-line errors say which model of the defense they are about."""
+    """fit_classifier for one model of the defense (``part``: its ``model``, ``training`` and
+    ``max_epochs``), whose one-line errors say which model they are about."""
     try:
-        return fit_classifier(cfg, datamodule, stage=stage, **kwargs)
+        return fit_classifier(
+            cfg,
+            datamodule,
+            stage=stage,
+            model_cfg=part.model,
+            training_cfg=part.training,
+            max_epochs=part.get("max_epochs"),
+            **kwargs,
+        )
     except AdvlabError as error:
         raise AdvlabError(f"{stage} (defense.{stage}): {error}") from None
 
@@ -82,15 +91,7 @@ def distillation(
     # a student on hard labels (the reference's defect) never reads a teacher: none is trained
     needs_teacher = not student.model.get("checkpoint") and defense.student_labels == "soft"
     if needs_teacher or evaluate_teacher:
-        teacher_model, teacher_info = _fit_stage(
-            "teacher",
-            cfg,
-            datamodule,
-            model_cfg=teacher.model,
-            training_cfg=teacher.training,
-            max_epochs=teacher.get("max_epochs"),
-            **common,
-        )
+        teacher_model, teacher_info = _fit_stage("teacher", teacher, cfg, datamodule, **common)
     if student.model.get("checkpoint"):
         log.info("distillation: student loaded from %s, teacher not needed", student.model.checkpoint)
         factory: Any = None
@@ -98,14 +99,7 @@ def distillation(
         # fitted above when the student needs its soft labels
         factory = partial(DistillationModule, teacher=teacher_model, labels=defense.student_labels)
     student_model, student_info = _fit_stage(
-        "student",
-        cfg,
-        datamodule,
-        model_cfg=student.model,
-        training_cfg=student.training,
-        max_epochs=student.get("max_epochs"),
-        **common,
-        **({"module_factory": factory} if factory else {}),
+        "student", student, cfg, datamodule, **common, **({"module_factory": factory} if factory else {})
     )
     # The student's own record first (its loss plot is the paper's Fig. 10), then the defense.
     models["distilled"] = student_model
