@@ -13,7 +13,8 @@ Trainer gets fresh Lightning loggers from :func:`build_loggers`, chosen with ``l
 
 After the evaluation, :meth:`JobTracker.log_results` logs every attack's rows as series over
 their x axis (eps, or patch size), the summary values, the results table and the figures:
-to a ``results`` stage for CSV and TensorBoard, to the run itself for wandb.
+to a ``results`` stage for CSV and TensorBoard, to the run itself for wandb
+(:mod:`advlab.results_logging` says what is logged and how).
 
 wandb is offline by default: runs are written to ``<job folder>/wandb/offline-run-*`` for a
 later ``wandb sync``. ``$WANDB_MODE`` (online, offline, disabled) wins when set; otherwise
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -36,17 +36,17 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from advlab.config import instantiate
 from advlab.errors import AdvlabError
 from advlab.reports.jobs import result_rows
+from advlab.results_logging import (
+    IMAGE_SUFFIXES,
+    log_series,
+    log_to_tensorboard,
+    log_to_wandb,
+    read_text,
+    result_series,
+    summary_metrics,
+)
 
 log = logging.getLogger(__name__)
-
-# Row columns that place a result on an x axis: the first one a row has is its axis.
-X_KEYS = ("eps", "patch_size")
-# Row columns that split one attack's rows into separate series (a patch per target class).
-SERIES_KEYS = ("target",)
-# Counts and sanity checks: logged per eps, left out of the summary values that compare jobs.
-SUMMARY_SKIP = ("n", "correct", "max_linf", "zero_grad_share")
-# Figures (results["files"] entries) that are logged as images.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 _active: JobTracker | None = None
 
@@ -177,17 +177,17 @@ class JobTracker:
         series = result_series(results)
         summary = summary_metrics(series)
         figures = {name: path for name, path in results["files"].items() if str(path).lower().endswith(IMAGE_SUFFIXES)}
-        table_md = _read(results["files"].get("results_md"))
+        table_md = read_text(results["files"].get("results_md"))
         from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
         for logger in build_loggers(self.cfg, "results"):
             try:
                 if isinstance(logger, WandbLogger):
-                    _log_to_wandb(logger.experiment, series, summary, result_rows(results), figures)
+                    log_to_wandb(logger.experiment, series, summary, result_rows(results), figures)
                     continue
-                _log_series(logger, series)
+                log_series(logger, series)
                 if isinstance(logger, TensorBoardLogger):  # its HParams view logs the summary values
-                    _log_to_tensorboard(logger, config_params(self.cfg), summary, figures, table_md)
+                    log_to_tensorboard(logger, config_params(self.cfg), summary, figures, table_md)
                 elif single := summary_metrics({k: s for k, s in series.items() if s[0] is None}):
                     logger.log_metrics(single, step=0)
                 logger.finalize("success")
@@ -241,113 +241,3 @@ def track_job(run: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any
         return results
 
     return tracked
-
-
-# --- what is logged -------------------------------------------------------------------------
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def result_series(results: Mapping[str, Any]) -> dict[str, tuple[str | None, list[tuple[Any, dict[str, float]]]]]:
-    """``{key prefix: (x column, [(x, {metric: value}), …])}``: the clean numbers of each model
-    (``undefended/clean``, no x) and each attack's rows over their x axis (``undefended/fgsm``,
-    one series per target class for rows that carry one)."""
-    series: dict[str, tuple[str | None, list[tuple[Any, dict[str, float]]]]] = {}
-    for label, entry in (results.get("models") or {}).items():
-        evaluation = entry.get("evaluation") or {}
-        clean = {k: v for k, v in (evaluation.get("clean") or {}).items() if _is_number(v)}
-        if clean:
-            series[f"{label}/clean"] = (None, [(None, clean)])
-        for attack, block in (evaluation.get("attacks") or {}).items():
-            for row in block.get("rows") or []:
-                x_key = next((k for k in X_KEYS if _is_number(row.get(k))), None)
-                split = [str(row[k]) for k in SERIES_KEYS if row.get(k) is not None]
-                prefix = "/".join([str(label), str(attack), *split])
-                metrics = {k: v for k, v in row.items() if k != x_key and k not in SERIES_KEYS and _is_number(v)}
-                series.setdefault(prefix, (x_key, []))[1].append((row.get(x_key) if x_key else None, metrics))
-    return series
-
-
-def summary_metrics(series: Mapping[str, tuple[str | None, list[tuple[Any, dict[str, float]]]]]) -> dict[str, float]:
-    """One flat value per (series, x, metric), named ``undefended/fgsm/top1_acc@eps=0.1``: what
-    the wandb runs table and TensorBoard's HParams view compare across the jobs of a sweep."""
-    summary = {}
-    for prefix, (x_key, points) in series.items():
-        for index, (x, metrics) in enumerate(points):
-            at = f"@{x_key}={x:g}" if x_key else (f"@{index}" if len(points) > 1 else "")
-            summary.update(
-                {f"{prefix}/{name}{at}": value for name, value in metrics.items() if name not in SUMMARY_SKIP}
-            )
-    return summary
-
-
-def _log_series(logger: Any, series: Mapping[str, Any]) -> None:
-    """Any Lightning logger: each point of a series with an x axis as one step, its x value
-    logged beside it (values without an x axis, like the clean accuracy, are summary values)."""
-    for prefix, (x_key, points) in series.items():
-        if not x_key:
-            continue
-        for step, (x, metrics) in enumerate(points):
-            values = {f"{prefix}/{name}": value for name, value in metrics.items()}
-            logger.log_metrics({**values, f"{prefix}/{x_key}": x}, step=step)
-
-
-def _log_to_tensorboard(
-    logger: Any, params: dict[str, Any], summary: dict[str, float], figures: Mapping[str, str], table_md: str | None
-) -> None:
-    from matplotlib.image import imread
-
-    writer = logger.experiment
-    if table_md:
-        writer.add_text("results", table_md, 0)
-    for name, path in figures.items():
-        image = imread(path)
-        writer.add_image(
-            f"figures/{name}",
-            image[..., :3] if image.ndim == 3 else image,
-            0,
-            dataformats="HWC" if image.ndim == 3 else "HW",
-        )
-    # the HParams dashboard: each job's config beside its summary numbers
-    logger.log_hyperparams(params, metrics=summary)
-
-
-def _log_to_wandb(
-    run: Any,
-    series: Mapping[str, Any],
-    summary: dict[str, float],
-    rows: list[dict[str, Any]],
-    figures: Mapping[str, str],
-) -> None:
-    import wandb
-
-    for prefix, (x_key, points) in series.items():
-        if not x_key:
-            continue  # clean numbers: summary only
-        axis = f"{prefix}/{x_key}"
-        run.define_metric(axis)
-        for name in {n for _, metrics in points for n in metrics}:
-            run.define_metric(f"{prefix}/{name}", step_metric=axis)
-        for x, metrics in points:
-            run.log({axis: x, **{f"{prefix}/{name}": value for name, value in metrics.items()}})
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    table = wandb.Table(
-        columns=[*columns], data=[[_plain(row.get(c)) for c in columns] for row in rows], allow_mixed_types=True
-    )
-    run.log(
-        {
-            "results/table": table,
-            **{f"figures/{name}": wandb.Image(str(path), caption=name) for name, path in figures.items()},
-        }
-    )
-    run.summary.update(summary)
-
-
-def _plain(value: Any) -> Any:
-    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
-
-
-def _read(path: str | None) -> str | None:
-    return Path(path).read_text(encoding="utf-8") if path and Path(path).is_file() else None
