@@ -16,75 +16,11 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import nn
 from torch.utils.data import DataLoader
-from torchmetrics import Metric, MetricCollection
-from torchmetrics.aggregation import CatMetric, MaxMetric, SumMetric
-from torchmetrics.classification import MulticlassAccuracy
 
 from advlab.attacks.base import Attack, AttackStep, check_model_mode, model_mode
 from advlab.errors import AdvlabError
 from advlab.lit.precision import FirstCallTimer, compile_model, to_channels_last, without_autocast
-
-
-def _accuracy_metrics(num_classes: int) -> MetricCollection:
-    metrics: dict[str, Metric | MetricCollection] = {
-        "top1": MulticlassAccuracy(num_classes=num_classes, top_k=1, average="micro")
-    }
-    if num_classes >= 5:
-        metrics["top5"] = MulticlassAccuracy(num_classes=num_classes, top_k=5, average="micro")
-    return MetricCollection(metrics)
-
-
-class _Tally(nn.Module):
-    """Everything measured for one (attack, eps) cell or for the clean images."""
-
-    def __init__(self, num_classes: int):
-        super().__init__()
-        self.accuracy = _accuracy_metrics(num_classes)
-        self.count = SumMetric()
-        self.zero_grad_count = SumMetric()
-        self.targeted_hits = SumMetric()
-        self.max_linf = MaxMetric()
-        # attacks that measure an L2 distance (PGD-L2, CW): the largest one, and for attacks that
-        # report per-sample success (CW) the successes among clean-correct images and their L2
-        self.max_l2 = MaxMetric()
-        self.success_count = SumMetric()
-        self.success_total = SumMetric()
-        self.success_l2 = CatMetric()
-        self.updated: set[str] = set()  # which optional tallies were fed, so compute() skips the rest
-        # per-image values an attack step reports itself (AttackStep.extras), summed here;
-        # single-process only (not reduced under DDP)
-        self.extras: dict[str, float] = {}
-
-    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        self.accuracy.update(logits, labels)
-        self.count.update(torch.tensor(float(len(labels)), device=logits.device))
-
-    def update_success(self, success: torch.Tensor, l2: torch.Tensor, clean_correct: torch.Tensor) -> None:
-        counted = success & clean_correct
-        self.success_count.update(counted.float().sum())
-        self.success_total.update(clean_correct.float().sum())
-        self.success_l2.update(l2[counted].float())
-        self.updated.add("success")
-
-    def success_row(self) -> dict[str, Any]:
-        """Success rate among the clean-correct images and the median/mean L2 of those successes."""
-        total = float(self.success_total.compute())
-        row: dict[str, Any] = {"success_rate": float(self.success_count.compute()) / total if total else None}
-        distances = self.success_l2.compute()  # an empty list when nothing succeeded
-        distances = distances.flatten() if isinstance(distances, torch.Tensor) else torch.empty(0)
-        row["median_l2"] = float(distances.median()) if distances.numel() else None
-        row["mean_l2"] = float(distances.mean()) if distances.numel() else None
-        return row
-
-    def compute(self) -> dict[str, float]:
-        values = {name: float(v) for name, v in self.accuracy.compute().items()}
-        n = int(round(float(self.count.compute())))
-        row: dict[str, Any] = {"n": n, "correct": int(round(values["top1"] * n))}
-        for k in ("top1", "top5"):
-            if k in values:
-                row[f"{k}_acc"] = values[k]
-                row[f"{k}_err"] = 1.0 - values[k]
-        return row
+from advlab.lit.tally import Tally
 
 
 def check_model_modes(attacks: Mapping[str, Attack], mode: str) -> str:
@@ -161,10 +97,10 @@ class AttackEvaluation(L.LightningModule):
         self.example_count = int(example_count)
         self.target = target
         self.seed = int(seed)
-        self.clean = _Tally(self.num_classes)
+        self.clean = Tally(self.num_classes)
         self.cells = nn.ModuleDict(
             {
-                self._key(name, i): _Tally(self.num_classes)
+                self._key(name, i): Tally(self.num_classes)
                 for name, attack in self.attacks.items()
                 for i, _ in enumerate(attack.eps_values)
             }
@@ -249,7 +185,7 @@ class AttackEvaluation(L.LightningModule):
             steps: Iterator[AttackStep] = sweep if self.attack_autocast else without_autocast(sweep, x.device.type)
             for index, step in enumerate(steps):
                 eps, x_adv = step.eps, step.x_adv
-                cell = cast(_Tally, self.cells[self._key(name, index)])
+                cell = cast(Tally, self.cells[self._key(name, index)])
                 if step.adv_logits is not None and self.model_mode == "eval":
                     adv_logits = step.adv_logits  # the attack already ran this forward (FGSM, eps 0)
                 else:
@@ -262,20 +198,7 @@ class AttackEvaluation(L.LightningModule):
                     cell.update(adv_logits, _counted_wrong(adv_logits, ys, before.argmax(1) != ys))
                 else:
                     cell.update(adv_logits, ys)
-                cell.max_linf.update((x_adv - xs).abs().amax())
-                if attack.norm == "l2":
-                    cell.max_l2.update((x_adv - xs).flatten(1).norm(dim=1).amax())
-                    cell.updated.add("l2")
-                if step.success is not None and step.l2 is not None:
-                    cell.update_success(step.success, step.l2, correct)
-                for key, values in (step.extras or {}).items():
-                    cell.extras[key] = cell.extras.get(key, 0.0) + float(values.float().sum())
-                if step.zero_grad is not None:
-                    cell.zero_grad_count.update(step.zero_grad.float().sum())
-                    cell.updated.add("zero_grad")
-                if attack.targeted:
-                    cell.targeted_hits.update((adv_logits.argmax(1) == goal).float().sum())
-                    cell.updated.add("targeted_hits")
+                cell.record(step, xs, adv_logits, correct, attack.norm, goal if attack.targeted else None)
                 if keep and eps is not None and count >= len(self.examples["labels"]):
                     k = len(self.examples["labels"])
                     self.examples["attacks"].setdefault(name, []).append(
@@ -297,22 +220,9 @@ class AttackEvaluation(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         results: dict[str, Any] = {"clean": self.clean.compute(), "num_classes": self.num_classes, "attacks": {}}
         for name, attack in self.attacks.items():
-            rows = []
-            for index, eps in enumerate(attack.eps_values):
-                cell = cast(_Tally, self.cells[self._key(name, index)])
-                row = {"eps": eps, **cell.compute(), "max_linf": float(cell.max_linf.compute())}
-                row["strength"] = attack.strength(eps)
-                n = row["n"] or 1
-                row["zero_grad_share"] = (
-                    float(cell.zero_grad_count.compute()) / n if "zero_grad" in cell.updated else None
-                )
-                row.update({key: total / n for key, total in cell.extras.items()})
-                if "targeted_hits" in cell.updated:
-                    row["target_rate"] = float(cell.targeted_hits.compute()) / n
-                if "l2" in cell.updated:
-                    row["max_l2"] = float(cell.max_l2.compute())
-                if "success" in cell.updated:
-                    row.update(cell.success_row())
-                rows.append(row)
+            rows = [
+                cast(Tally, self.cells[self._key(name, index)]).attack_row(eps, attack.strength(eps))
+                for index, eps in enumerate(attack.eps_values)
+            ]
             results["attacks"][name] = {"settings": attack.settings(), "rows": rows}
         self.results = results
