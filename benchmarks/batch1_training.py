@@ -43,8 +43,8 @@ from advlab.lit.callbacks import LossHistory  # noqa: E402
 from advlab.lit.classifier import ClassifierModule  # noqa: E402
 from advlab.models import MnistCNN  # noqa: E402
 from advlab.pipeline.trainers import build_trainer  # noqa: E402
-from advlab.run import machine  # noqa: E402
 from advlab.reports.tables import format_table  # noqa: E402
+from advlab.run import machine  # noqa: E402
 
 VARIANTS = ("torch", "advlab", "advlab-dataloader")
 

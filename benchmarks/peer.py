@@ -15,6 +15,19 @@ Workloads (MNIST, the paper CNN):
 * ``pgd-l2``: PGD in L2, eps 2.0, 40 steps of 0.1, no random start.
 * ``cw-l2``: Carlini–Wagner L2, c = 1, 50 Adam steps of lr 0.01, one c (torchattacks has no binary
   search), early abort on in both.
+* ``autoattack``: the standard L∞ AutoAttack at eps 0.3 as advlab runs it (APGD-CE, APGD-T with 9
+  targets, Square with 5 000 queries; APGD at 100 iterations) against the same three components
+  of torchattacks at the same settings, chained by its ``MultiAttack`` (each attack only on the
+  images still robust). Agreement here compares robust/broken per image, and the row also gives
+  each library's robust accuracy (random starts and Square's sampling differ, so the
+  predictions need not agree image by image).
+* ``autoattack-ta-standard``: advlab's AutoAttack against torchattacks' own ``AutoAttack(version=
+  'standard')`` as shipped: it adds FAB-T but leaves APGD at torchattacks' default of 10
+  iterations (not 100), so it is a different, cheaper attack; the row says what each costs.
+
+``--checkpoint`` loads the MNIST CNN's weights from a state dict (an advlab ``undefended.pt`` or
+``adversarial.pt``) instead of the short training: AutoAttack's cost grows with the images that
+stay robust, so it is measured on a robust model.
 
 The ImageNet models (``--models resnet101 alexnet regnet_y_400mf``, 224², batch 128) run the same
 workloads on random images; they need a GPU to finish in reasonable time.
@@ -32,6 +45,7 @@ flip), else they are random; the images are MNIST test images, else random.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -48,14 +62,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from timing import load_note, publish, ratio, seconds_per_call
 
-from advlab.attacks import FGSM, PGD, CarliniWagnerL2
+from advlab.attacks import FGSM, PGD, AutoAttack, CarliniWagnerL2
 from advlab.errors import AdvlabError
 from advlab.models import MnistCNN, create_model
 from advlab.reports.tables import format_table
 from advlab.run import machine
 
 PAPER_EPS = [0.0, 0.007, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3]
-ATTACKS = ("fgsm-sweep", "fgsm-sweep-plain", "pgd-linf", "pgd-l2", "cw-l2")
+ATTACKS = ("fgsm-sweep", "fgsm-sweep-plain", "pgd-linf", "pgd-l2", "cw-l2", "autoattack", "autoattack-ta-standard")
+# not in the default set: minutes per round on a robust model
+SLOW = ("fgsm-sweep-plain", "autoattack", "autoattack-ta-standard")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,8 +81,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--attacks",
         nargs="+",
         choices=ATTACKS,
-        default=[a for a in ATTACKS if a != "fgsm-sweep-plain"],
+        default=[a for a in ATTACKS if a not in SLOW],
     )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="MNIST CNN weights (a state dict, e.g. adversarial.pt) instead of the short training",
+    )
+    parser.add_argument("--aa-eps", type=float, default=0.3, help="AutoAttack's L∞ eps")
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument(
         "--rounds",
@@ -85,43 +108,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- model and data ------------------------------------------------------------------------------
 
 
-def mnist_setup(batch: int, device: torch.device) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, str]:
+def mnist_setup(
+    batch: int, device: torch.device, checkpoint: Path | None = None
+) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, str]:
+    """The paper CNN and MNIST test images: weights from ``checkpoint``, else one short training
+    pass (so attacks have decisions to flip); random weights and images when MNIST is absent."""
+    from advlab.config import project_root
+    from advlab.data.mnist import load_mnist
+    from advlab.models.checkpoint import load_weights
+
     torch.manual_seed(0)
     model = MnistCNN()
+    data_dir = os.environ.get("ADVLAB_DATA_DIR", str(Path(project_root()) / "data"))
     try:
-        import os
-
-        from advlab.config import project_root
-        from advlab.data.mnist import load_mnist
-
-        data_dir = os.environ.get("ADVLAB_DATA_DIR", str(Path(project_root()) / "data"))
-        x_train, y_train = load_mnist(data_dir, train=True, download=False)
         x_test, y_test = load_mnist(data_dir, train=False, download=False)
-    except (
-        AdvlabError,
-        OSError,
-        RuntimeError,
-    ):  # no MNIST: random weights and images (speed is the same)
-        x = torch.rand(batch, 1, 28, 28)
-        return (
-            model.eval().to(device),
-            x.to(device),
-            torch.randint(0, 10, (batch,)).to(device),
-            "random weights and images",
-        )
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    for start in range(0, 6000, 100):  # one pass over 6 000 images: ~90 % test accuracy
-        optimizer.zero_grad()
-        F.cross_entropy(model(x_train[start : start + 100]), y_train[start : start + 100]).backward()
-        optimizer.step()
-    model.eval()
-    return (
-        model.to(device),
-        x_test[:batch].to(device),
-        y_test[:batch].to(device),
-        "trained 1 pass on 6 000 MNIST images; MNIST test images",
-    )
+        x_train, y_train = load_mnist(data_dir, train=True, download=False) if checkpoint is None else (None, None)
+    except (AdvlabError, OSError, RuntimeError):
+        if checkpoint is not None:
+            raise
+        x = torch.rand(batch, 1, 28, 28)  # no MNIST: random weights and images (speed is the same)
+        y = torch.randint(0, 10, (batch,))
+        return model.eval().to(device), x.to(device), y.to(device), "random weights and images"
+    if checkpoint is not None:
+        load_weights(model, checkpoint, "mnist_cnn")
+        how = f"weights {checkpoint}"
+    else:
+        assert x_train is not None and y_train is not None
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        model.train()
+        for start in range(0, 6000, 100):  # one pass over 6 000 images: ~90 % test accuracy
+            optimizer.zero_grad()
+            F.cross_entropy(model(x_train[start : start + 100]), y_train[start : start + 100]).backward()
+            optimizer.step()
+        how = "trained 1 pass on 6 000 MNIST images"
+    return model.eval().to(device), x_test[:batch].to(device), y_test[:batch].to(device), f"{how}; MNIST test images"
 
 
 def imagenet_setup(
@@ -186,6 +206,8 @@ def workloads(
             lambda: [predict(model, peer(x, y))],
             f"eps {eps:.4g}, {args.pgd_steps} steps of {step:.4g}, no random start",
         )
+    if name in ("autoattack", "autoattack-ta-standard"):
+        return autoattack_workloads(name, model, x, y, args)
     attack = CarliniWagnerL2(
         confidence=0.0,
         initial_const=1.0,
@@ -201,6 +223,38 @@ def workloads(
     )
 
 
+def autoattack_workloads(
+    name: str, model, x, y, args
+) -> tuple[Callable[[], list[torch.Tensor]], Callable[[], list[torch.Tensor]], str]:
+    """AutoAttack's rows: each callable returns the robust-or-broken mask per image (True: still
+    correctly classified), since AutoAttack's result is that mask, not an image per eps."""
+    import torchattacks
+
+    eps = args.aa_eps
+    attack = AutoAttack(eps=eps, seed=0)
+    if name == "autoattack":
+        peer = torchattacks.MultiAttack(
+            [
+                torchattacks.APGD(model, norm="Linf", eps=eps, steps=100, n_restarts=1, seed=0, loss="ce"),
+                torchattacks.APGDT(model, norm="Linf", eps=eps, steps=100, n_restarts=1, seed=0, n_classes=10),
+                torchattacks.Square(model, norm="Linf", eps=eps, n_queries=5000, n_restarts=1, seed=0),
+            ]
+        )
+        settings = f"eps {eps:g}: APGD-CE 100, APGD-T 100 × 9 targets, Square 5 000 queries (both)"
+    else:
+        peer = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=10, seed=0)
+        settings = f"eps {eps:g}: advlab standard vs torchattacks AutoAttack('standard': APGD 10 its, +FAB-T)"
+    return (
+        lambda: [predict(model, attack(model, x, y)).eq(y)],
+        lambda: [predict(model, peer(x, y)).eq(y)],
+        settings,
+    )
+
+
+def robust_share(robust: list[torch.Tensor]) -> str:
+    return f"{100 * float(robust[0].float().mean()):.1f} %"
+
+
 def agreement(ours: list[torch.Tensor], theirs: list[torch.Tensor]) -> float:
     same = sum(int(a.eq(b).sum()) for a, b in zip(ours, theirs))
     return same / sum(a.numel() for a in ours)
@@ -209,7 +263,8 @@ def agreement(ours: list[torch.Tensor], theirs: list[torch.Tensor]) -> float:
 def measure(model_name: str, attack_name: str, setup, args, device) -> dict[str, object]:
     model, x, y, _ = setup
     ours, theirs, settings = workloads(attack_name, model, x, y, args)
-    same = agreement(ours(), theirs())  # also the warm-up
+    first_ours, first_theirs = ours(), theirs()  # also the warm-up
+    same = agreement(first_ours, first_theirs)
     times = seconds_per_call({"advlab": ours, "torchattacks": theirs}, rounds=args.rounds, warmup=0)
     speed, low, high = ratio(times, "torchattacks", "advlab")
     median = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
@@ -223,6 +278,10 @@ def measure(model_name: str, attack_name: str, setup, args, device) -> dict[str,
         "speedup": round(speed, 2),
         "spread": f"{low:.2f}–{high:.2f}",
         "agreement": f"{100 * same:.1f} %",
+        # AutoAttack returns robust-or-not per image: each library's robust accuracy
+        "robust": (
+            f"{robust_share(first_ours)} / {robust_share(first_theirs)}" if attack_name.startswith("autoattack") else ""
+        ),
     }
 
 
@@ -260,7 +319,7 @@ def main(argv: list[str] | None = None) -> str:
     rows, notes = [], []
     for model_name in args.models:
         setup = (
-            mnist_setup(args.batch, device)
+            mnist_setup(args.batch, device, args.checkpoint)
             if model_name == "mnist_cnn"
             else imagenet_setup(model_name, args.batch, device)
         )
@@ -280,12 +339,14 @@ def main(argv: list[str] | None = None) -> str:
             "speedup",
             "spread",
             "agreement",
+            *(["robust"] if any(a.startswith("autoattack") for a in args.attacks) else []),
         ],
         {
             "advlab_s": "advlab s",
             "peer_s": "torchattacks s",
             "speedup": "× torchattacks",
             "spread": "min–max",
+            "robust": "robust acc advlab / torchattacks",
         },
     )
     import torchattacks

@@ -54,3 +54,21 @@ def test_missing_unreadable_and_mismatched_checkpoints(tmp_path):
     ) as info:
         load_weights(MnistCNN(), other, model_name="mnist_cnn")
     assert "\n" not in str(info.value)
+
+
+def test_madry_cnn_has_the_published_shape_and_a_half_width_option():
+    model = create_model("madry_cnn")
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    # conv 5×5 32 and 64 with two pools, fc 3136→1024→10: 3 274 634 parameters
+    assert sum(p.numel() for p in model.parameters()) == 3_274_634
+    half = create_model("madry_cnn", width=0.5)
+    assert half.classifier[1].in_features == 32 * 7 * 7 and half.classifier[1].out_features == 512
+    assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules())  # nothing random in eval or train
+
+
+def test_madry_cnn_composes_as_the_adversarially_trained_network(make_cfg):
+    cfg = make_cfg("experiment=mnist_leaderboard", "+model@defense.model=madry_cnn")
+    assert cfg.model.name == "mnist_cnn"  # the undefended and distilled networks keep the paper CNN
+    assert cfg.defense.model.name == "madry_cnn"
+    model = create_model(**{k: v for k, v in cfg.defense.model.items() if k != "_target_"})
+    assert model(torch.rand(1, 1, 28, 28)).shape == (1, 10)

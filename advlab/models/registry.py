@@ -81,10 +81,12 @@ def create_model(name: str, checkpoint: str | Path | None = None, **kwargs: Any)
 
 
 def _register_builtin() -> None:
+    from advlab.models.madry_cnn import MadryCNN
     from advlab.models.mnist_cnn import MnistCNN
     from advlab.models.torchvision_models import TorchvisionProvider
 
     register_model("mnist_cnn")(MnistCNN)
+    register_model("madry_cnn")(MadryCNN)
     register_provider(TorchvisionProvider())
 
 
