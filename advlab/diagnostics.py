@@ -10,7 +10,11 @@ Three checks per model, each a warning ``{"model", "check", "attack", "message"}
                            accuracy than one with more: the stronger one is being misled.
 ``no_fall``                accuracy does not fall towards 0 as eps grows large (still above half
                            the clean accuracy at a large L∞ budget), or rises with eps. Not for a
-                           network at chance level when clean: it has nothing to lose.
+                           network at chance level when clean: it has nothing to lose. The
+                           large-budget part only applies beyond the eps a defense was trained
+                           to hold (adversarial training's ``eps``): a network adversarially
+                           trained at 0.3 is expected to keep its accuracy at 0.3, and is checked
+                           at larger budgets.
 
 Attacks are told apart by what their rows and settings declare (``strength``: gradient steps
 per image, ``norm``, ``eps_unit``, ``targeted``), never by their names, so a new attack takes
@@ -139,7 +143,9 @@ def _at_chance(evaluation: Mapping[str, Any], tolerance: float) -> bool:
     return clean["top1_acc"] - chance["top1_acc"] <= _gap(clean, chance, tolerance)
 
 
-def _no_fall(model: str, evaluation: Mapping[str, Any], limits: Thresholds) -> list[dict[str, Any]]:
+def _no_fall(
+    model: str, evaluation: Mapping[str, Any], limits: Thresholds, trained_eps: float | None = None
+) -> list[dict[str, Any]]:
     clean = (evaluation.get("clean") or {}).get("top1_acc")
     warnings: list[dict[str, Any]] = []
     if _at_chance(evaluation, limits.tolerance):
@@ -161,6 +167,7 @@ def _no_fall(model: str, evaluation: Mapping[str, Any], limits: Thresholds) -> l
             clean
             and plain_linf
             and largest["eps"] >= limits.large_linf - 1e-9
+            and (trained_eps is None or largest["eps"] > trained_eps + 1e-9)
             and largest["top1_acc"] > limits.no_fall_share * clean
         ):
             message = (
@@ -182,14 +189,18 @@ def _no_fall(model: str, evaluation: Mapping[str, Any], limits: Thresholds) -> l
 
 
 def masking_warnings(
-    evaluation: Mapping[str, Any], model: str = "model", limits: Thresholds = Thresholds()
+    evaluation: Mapping[str, Any],
+    model: str = "model",
+    limits: Thresholds = Thresholds(),
+    trained_eps: float | None = None,
 ) -> list[dict[str, Any]]:
-    """All warnings for one model's ``evaluation`` block (``{"clean": …, "attacks": …}``)."""
+    """All warnings for one model's ``evaluation`` block (``{"clean": …, "attacks": …}``);
+    ``trained_eps``: the L∞ budget the model was adversarially trained to hold, if any."""
     attacks = evaluation.get("attacks", {})
     return [
         *_zero_gradient(model, attacks, limits),
         *_weaker_beats_stronger(model, attacks, limits),
-        *_no_fall(model, evaluation, limits),
+        *_no_fall(model, evaluation, limits, trained_eps),
         *autoattack_warnings(model, attacks),
     ]
 
@@ -199,10 +210,18 @@ def add_warnings(results: dict[str, Any], limits: Thresholds = Thresholds()) -> 
     warnings = [
         warning
         for label, entry in results.get("models", {}).items()
-        for warning in masking_warnings(entry.get("evaluation", {}), label, limits)
+        for warning in masking_warnings(entry.get("evaluation", {}), label, limits, _trained_eps(entry))
     ]
     results["warnings"] = warnings
     return warnings
+
+
+def _trained_eps(entry: Mapping[str, Any]) -> float | None:
+    """The budget an adversarially trained model was trained at (its training record's ``eps``)."""
+    training = entry.get("training") or {}
+    if entry.get("defense") != "adversarial_training" or training.get("eps") is None:
+        return None
+    return float(training["eps"])
 
 
 def format_warnings(warnings: list[Mapping[str, Any]]) -> str:

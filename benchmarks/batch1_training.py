@@ -15,6 +15,7 @@ ones; variants alternate over ``--repeats`` rounds and the median steps/s is rep
 
     python benchmarks/batch1_training.py                         # the full run
     python benchmarks/batch1_training.py --steps 50 --warmup 10 --repeats 1   # smoke test
+    python benchmarks/batch1_training.py --batch-size 64 --steps 200 --warmup 20   # the default batch
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=2000, help="timed batch-1 steps per measurement")
+    parser.add_argument("--steps", type=int, default=2000, help="timed steps per measurement")
+    parser.add_argument(
+        "--batch-size", type=int, default=1, help="1: the reference protocol; 64: the default recipe's batch"
+    )
     parser.add_argument("--warmup", type=int, default=200, help="untimed steps before the timed ones")
     parser.add_argument("--repeats", type=int, default=3, help="rounds over the variants; the median is reported")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
@@ -62,17 +66,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def torch_loop(images: torch.Tensor, labels: torch.Tensor, steps: int, warmup: int) -> float:
-    """Steps/s of the plain loop."""
+def torch_loop(images: torch.Tensor, labels: torch.Tensor, steps: int, warmup: int, batch: int) -> float:
+    """Steps/s of the plain loop (batches of ``batch`` shuffled images sliced from memory)."""
     model = MnistCNN(dropout_kind="dropout2d").train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     order = torch.randperm(len(labels))
+    per_epoch = len(order) // batch
     start = 0.0
     for i in range(warmup + steps):
         if i == warmup:
             start = time.perf_counter()
-        index = order[i % len(order)]
-        x, y = images[index : index + 1], labels[index : index + 1]
+        index = order[(i % per_epoch) * batch : (i % per_epoch + 1) * batch]
+        x, y = images[index], labels[index]
         optimizer.zero_grad()
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
@@ -102,7 +107,7 @@ class StepTimer(L.Callback):
             self.steps = batch_idx - self.warmup + 1
 
 
-def advlab_config(data_dir: str, out_dir: str, steps: int, warmup: int, resident: bool) -> Any:
+def advlab_config(data_dir: str, out_dir: str, steps: int, warmup: int, resident: bool, batch: int) -> Any:
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -110,8 +115,8 @@ def advlab_config(data_dir: str, out_dir: str, steps: int, warmup: int, resident
             "config",
             overrides=[
                 "experiment=paper_mnist_fgsm_reference",
-                "data.batch_size=1",
-                f"data.train_subset={warmup + steps}",
+                f"data.batch_size={batch}",
+                f"data.train_subset={(warmup + steps) * batch}",
                 f"data.resident={str(resident).lower()}",
                 "trainer.max_epochs=1",
                 "trainer.limit_val_batches=0",
@@ -121,10 +126,10 @@ def advlab_config(data_dir: str, out_dir: str, steps: int, warmup: int, resident
         )
 
 
-def advlab_fit(data_dir: str, steps: int, warmup: int, resident: bool) -> float:
-    """Steps/s of advlab's training (one epoch of ``warmup + steps`` images at batch 1)."""
+def advlab_fit(data_dir: str, steps: int, warmup: int, resident: bool, batch: int) -> float:
+    """Steps/s of advlab's training (one epoch of ``warmup + steps`` batches)."""
     with tempfile.TemporaryDirectory() as out_dir:
-        cfg = advlab_config(data_dir, out_dir, steps, warmup, resident)
+        cfg = advlab_config(data_dir, out_dir, steps, warmup, resident, batch)
         L.seed_everything(0, verbose=False)
         datamodule = instantiate(cfg.data)
         model = instantiate(cfg.model)
@@ -146,9 +151,9 @@ def main(argv: list[str] | None = None) -> str:
     images, labels = load_mnist(args.data_dir, train=True, download=False)
     torch.manual_seed(0)
     runs = {
-        "torch": lambda: torch_loop(images, labels, args.steps, args.warmup),
-        "advlab": lambda: advlab_fit(args.data_dir, args.steps, args.warmup, resident=True),
-        "advlab-dataloader": lambda: advlab_fit(args.data_dir, args.steps, args.warmup, resident=False),
+        "torch": lambda: torch_loop(images, labels, args.steps, args.warmup, args.batch_size),
+        "advlab": lambda: advlab_fit(args.data_dir, args.steps, args.warmup, True, args.batch_size),
+        "advlab-dataloader": lambda: advlab_fit(args.data_dir, args.steps, args.warmup, False, args.batch_size),
     }
     rates: dict[str, list[float]] = {name: [] for name in args.variants}
     for _ in range(args.repeats):  # alternate, so load from other processes hits every variant alike
@@ -166,8 +171,8 @@ def main(argv: list[str] | None = None) -> str:
         for name in args.variants
     ]
     title = (
-        f"MNIST CNN (Dropout2d), batch 1, Adam; {args.steps} timed steps after {args.warmup}, median of "
-        f"{args.repeats} — {machine('cpu')}"
+        f"MNIST CNN (Dropout2d), batch {args.batch_size}, Adam; {args.steps} timed steps after {args.warmup}, "
+        f"median of {args.repeats} — {machine('cpu')}"
     )
     text = f"{title}\n{format_table(rows, ['loop', 'steps/s', 'all rounds', 'torch / this'])}\n"
     command = "python benchmarks/batch1_training.py " + shlex.join(argv if argv is not None else sys.argv[1:])

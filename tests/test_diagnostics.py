@@ -146,6 +146,24 @@ def test_add_warnings_collects_every_model_and_formats_one_line_each():
     assert format_warnings(warnings).startswith("WARNING a: fgsm: accuracy is still 93.00% at eps 0.3")
 
 
+def test_large_eps_check_starts_beyond_the_adversarially_trained_budget():
+    """A network adversarially trained at 0.3 is expected to hold at 0.3 (no warning there); at
+    0.5, past its claim, the same accuracy warns. A distilled network gets no such allowance."""
+
+    def entry(defense: str, rows: list[tuple[float, float]]) -> dict:
+        training = {"eps": 0.3, "method": "pgd"} if defense == "adversarial_training" else {"temperature": 100.0}
+        evaluation = {"clean": {"top1_acc": 0.98, "n": 1000}, "attacks": {"pgd": _block("pgd", rows)}}
+        return {"defense": defense, "training": training, "evaluation": evaluation}
+
+    held = {"models": {"robust": entry("adversarial_training", [(0.1, 0.95), (0.3, 0.90)])}}
+    assert add_warnings(held) == []
+    beyond = {"models": {"robust": entry("adversarial_training", [(0.3, 0.90), (0.5, 0.88)])}}
+    (warning,) = add_warnings(beyond)
+    assert warning["check"] == "no_fall" and "88.00% at eps 0.5" in warning["message"]
+    distilled = {"models": {"distilled": entry("distillation", [(0.1, 0.95), (0.3, 0.90)])}}
+    assert [w["check"] for w in add_warnings(distilled)] == ["no_fall"]
+
+
 @pytest.mark.slow
 def test_a_real_distilled_network_trips_the_masking_warnings(make_cfg, capsys):
     """Teacher and student at T = 100, one epoch each on 5 000 images: the deployed student's

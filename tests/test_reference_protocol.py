@@ -154,6 +154,18 @@ def test_reference_student_is_half_width_and_no_teacher_is_needed(make_cfg):
     assert correct.defense.student_labels == "soft" and correct.evaluation.model_mode == "eval"
 
 
+def test_reference_student_can_be_judged_by_the_correct_protocol(make_cfg):
+    """The public code's student, its robustness read the correct way: eval mode, every image
+    attacked, the attacks that do not read the saturated softmax."""
+    cfg = make_cfg("experiment=paper_mnist_distillation_reference_robustness")
+    reference = make_cfg("experiment=paper_mnist_distillation_reference")
+    assert cfg.defense.student == reference.defense.student  # the same half-width network
+    assert cfg.evaluation.model_mode == "eval" and cfg.attack.fgsm.model_mode == "eval"
+    assert not cfg.evaluation.clean_wrong_counts_wrong
+    assert {"pgd_margin", "pgd_temperature", "fgsm_temperature", "cw"} <= set(cfg.attack)
+    assert "robustness" in cfg.reports
+
+
 def test_hard_label_student_learns_the_true_labels_at_t(trained_cnn, test_batch):
     x, y = test_batch
     student = MnistCNN(channels=(16, 32), hidden=64).eval()
