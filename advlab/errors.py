@@ -6,6 +6,12 @@ status 2 instead of dumping a traceback; anything else that escapes is a bug and
 traceback.
 """
 
+import os
+import sys
+import warnings
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
 
 class AdvlabError(Exception):
     """A problem with the user's input or environment, explained in one line."""
@@ -29,3 +35,13 @@ class JobTerminated(BaseException):
 def one_line(error: BaseException) -> str:
     """How the command line shows an :class:`AdvlabError`."""
     return f"advlab: error: {error}"
+
+
+def warn_caller(message: str) -> None:
+    """``warnings.warn`` attributed to the first frame outside advlab, so the warning names the
+    user's line (``pgd(...)`` in a notebook) rather than advlab's own wrapper that passed it on.
+    (Python 3.12's ``skip_file_prefixes`` does this; 3.11 does not have it.)"""
+    level, frame = 2, sys._getframe(1)  # stacklevel 2 is the frame that called warn_caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, UserWarning, stacklevel=level)

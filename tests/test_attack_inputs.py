@@ -103,7 +103,7 @@ def test_eps_above_one_in_pixels_is_refused_with_the_255_hint(model, batch):
     assert PGD(eps=2.0, norm="l2").eps == 2.0  # an L2 radius above 1 is ordinary
 
 
-def test_pgd_step_size_follows_eps_and_steps_and_short_steps_warn():
+def test_pgd_step_size_follows_eps_and_steps_and_short_steps_warn(model, batch):
     attack = PGD(eps=[0.1, 0.3], steps=20)
     assert attack.step_for(0.3) == pytest.approx(2.5 * 0.3 / 20) and attack.crosses_ball(0.3)
     assert attack.strength(0.3) == 20
@@ -111,6 +111,11 @@ def test_pgd_step_size_follows_eps_and_steps_and_short_steps_warn():
         short = PGD(eps=0.3, steps=20, step_size=0.01)  # README's old example: weaker than FGSM
     assert short.strength(0.3) is None  # not compared with other attacks by the masking checks
     assert short.settings()["steps"] == 20
+    # the warning names the user's line, also through the functional form, not advlab's wrapper
+    x, y = batch
+    with pytest.warns(UserWarning, match="cannot cross") as record:
+        pgd(model, x, y, 0.3, steps=2, step_size=0.01)
+    assert [w.filename for w in record] == [__file__]
 
 
 def test_cw_has_one_set_of_defaults():

@@ -19,7 +19,6 @@ projection and the step are those of the normalized image, for L∞ and L2 alike
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -30,7 +29,7 @@ from advlab.attacks.ball import direction, per_sample, project, random_start
 from advlab.attacks.base import AttackStep, BoundedAttack, eval_mode, input_gradient, pixel_budget, zero_gradient_mask
 from advlab.attacks.checks import check_count
 from advlab.attacks.losses import attack_loss
-from advlab.errors import AdvlabError
+from advlab.errors import AdvlabError, warn_caller
 
 
 class PGD(BoundedAttack):
@@ -86,11 +85,10 @@ class PGD(BoundedAttack):
         self.seed = int(seed)
         short = [eps for eps in self.eps_values if not self.crosses_ball(eps)]
         if short:
-            warnings.warn(
+            warn_caller(
                 f"PGD: {self.steps} steps of {self.step_size:g} cannot cross the eps={max(short):g} ball "
                 f"(steps · step_size < eps), so it is weaker than it looks: use step_size=null "
-                f"(2.5·eps/steps) or more steps",
-                stacklevel=2,
+                f"(2.5·eps/steps) or more steps"
             )
 
     def step_for(self, eps: float) -> float:
