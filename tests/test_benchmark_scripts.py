@@ -31,3 +31,32 @@ def test_benchmark_script_imports_and_parses_its_defaults(script: Path, monkeypa
 
 def test_the_benchmark_list_is_not_empty() -> None:
     assert {p.stem for p in SCRIPTS} >= {"peer", "fast_paths", "batch1_training"}
+
+
+def load_peer(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("benchmark_peer", BENCHMARKS / "peer.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_peer_fast_layout_and_ceiling_leave_the_model_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from torch import nn
+
+    peer = load_peer(monkeypatch)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 10)).eval()
+    x, y = torch.rand(2, 3, 8, 8), torch.tensor([1, 2])
+    fast_model, fast_x = peer.fast_layout(model, x)
+    assert fast_model is not model and fast_x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(fast_x, x) and not x.is_contiguous(memory_format=torch.channels_last)  # copies
+    gray = torch.rand(2, 1, 8, 8)
+    same_model, same_x = peer.fast_layout(model, gray)
+    assert same_model is model and same_x is gray  # 1 channel: nothing to gain, nothing copied
+    seconds = peer.input_gradient_seconds(model, x, y, "fp32", rounds=1)
+    assert seconds > 0
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())  # no weight gradient left
