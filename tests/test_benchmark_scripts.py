@@ -60,3 +60,13 @@ def test_peer_fast_layout_and_ceiling_leave_the_model_as_it_was(monkeypatch: pyt
     seconds = peer.input_gradient_seconds(model, x, y, "fp32", rounds=1)
     assert seconds > 0
     assert all(p.requires_grad and p.grad is None for p in model.parameters())  # no weight gradient left
+
+
+def test_gpu_session_script_parses() -> None:
+    """The GPU session script runs only on a lent GPU (its CPU smoke run, ``SMOKE=1``, takes
+    minutes): at least its shell syntax is checked here."""
+    import subprocess
+
+    script = BENCHMARKS / "gpu_session.sh"
+    done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
