@@ -9,6 +9,7 @@ traceback.
 import os
 import sys
 import warnings
+from types import FrameType
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,7 +42,8 @@ def warn_caller(message: str) -> None:
     """``warnings.warn`` attributed to the first frame outside advlab, so the warning names the
     user's line (``pgd(...)`` in a notebook) rather than advlab's own wrapper that passed it on.
     (Python 3.12's ``skip_file_prefixes`` does this; 3.11 does not have it.)"""
-    level, frame = 2, sys._getframe(1)  # stacklevel 2 is the frame that called warn_caller
+    level = 2  # stacklevel 2 is the frame that called warn_caller
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
         level, frame = level + 1, frame.f_back
     warnings.warn(message, UserWarning, stacklevel=level)
