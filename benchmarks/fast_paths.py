@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peer import commit, imagenet_setup, mnist_setup
+from peer import channels_last_copy, commit, imagenet_setup, mnist_setup
 from timing import load_note, publish, ratio, seconds_per_call
 
 from advlab.attacks import PGD
@@ -75,10 +75,7 @@ def measure(path: str, model, x, y, args, device) -> dict[str, object]:
         attack = PGD(eps=eps, steps=args.steps, random_start=False)
         fast_model, fast_x = model, x
         if path == "bf16-cl":  # a copy: the plain path keeps the contiguous layout
-            import copy
-
-            fast_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
-            fast_x = x.contiguous(memory_format=torch.channels_last)
+            fast_model, fast_x = channels_last_copy(model, x)
 
         def fast() -> list[torch.Tensor]:
             with attack_precision(device.type, "bf16"):

@@ -282,15 +282,20 @@ def autoattack_workloads(
     )
 
 
+def channels_last_copy(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.nn.Module, torch.Tensor]:
+    """channels_last copies of the model and images (the plain path keeps the originals)."""
+    import copy
+
+    return copy.deepcopy(model).to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+
+
 def fast_layout(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.nn.Module, torch.Tensor]:
     """The fast path's model and images: channels_last copies for 3-channel image models (where
     it helps convolutions under bf16), the originals otherwise (a 1-channel MNIST image gains
     nothing from it)."""
     if x.dim() != 4 or x.shape[1] != 3:
         return model, x
-    import copy
-
-    return copy.deepcopy(model).to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    return channels_last_copy(model, x)
 
 
 def input_gradient_seconds(

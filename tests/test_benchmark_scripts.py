@@ -14,14 +14,20 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 SCRIPTS = sorted(p for p in BENCHMARKS.glob("*.py") if p.name != "timing.py")
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
-def test_benchmark_script_imports_and_parses_its_defaults(script: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def load_script(script: Path, monkeypatch: pytest.MonkeyPatch):
+    """Import a benchmark script as a module (fails on an import that no longer exists)."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))  # the scripts import their sibling timing.py
     spec = importlib.util.spec_from_file_location(f"benchmark_{script.stem}", script)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)  # fails on an import that no longer exists
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+def test_benchmark_script_imports_and_parses_its_defaults(script: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = load_script(script, monkeypatch)
     assert callable(getattr(module, "main", None)), f"{script.name} has no main()"
     parse = getattr(module, "parse_args", None)
     if parse is not None:
@@ -33,21 +39,11 @@ def test_the_benchmark_list_is_not_empty() -> None:
     assert {p.stem for p in SCRIPTS} >= {"peer", "fast_paths", "batch1_training"}
 
 
-def load_peer(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("benchmark_peer", BENCHMARKS / "peer.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_peer_fast_layout_and_ceiling_leave_the_model_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
     from torch import nn
 
-    peer = load_peer(monkeypatch)
+    peer = load_script(BENCHMARKS / "peer.py", monkeypatch)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 10)).eval()
     x, y = torch.rand(2, 3, 8, 8), torch.tensor([1, 2])
